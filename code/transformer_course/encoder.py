@@ -1,0 +1,292 @@
+"""The Transformer encoder: feed-forward network, encoder layer and the stack of layers.
+
+Follows "Attention Is All You Need" (Vaswani et al., 2017), section 3.1: each layer is
+multi-head self-attention, then a position-wise feed-forward network, each wrapped in a residual
+connection and layer normalization. Two placements of the norm are taught:
+
+- post-LN (the 2017 paper, BERT): ``x = norm(x + sublayer(x))``;
+- pre-LN (most models since GPT-2): ``x = x + sublayer(norm(x))``, plus one final norm.
+
+Parameter names follow ``torch.nn.TransformerEncoderLayer`` so that ``from_torch`` is a copy.
+
+Legend: B batch, T length, D model width, H heads. Masks: True = may attend.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiHeadAttention, _check_positive_int
+
+__all__ = ["FeedForward", "EncoderLayer", "Encoder"]
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _activation_name(torch_layer: nn.TransformerEncoderLayer) -> str:
+    """Name of the activation of a torch encoder layer: 'relu' or 'gelu'."""
+    act = torch_layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return "gelu"
+    raise ValueError(f"torch_layer: only relu and exact gelu activations are supported, got {act}")
+
+
+class FeedForward(nn.Module):
+    """The position-wise feed-forward network: linear2(dropout(activation(linear1(x)))).
+
+    The same two-layer MLP is applied to every position on its own; nothing mixes positions.
+
+    Args:
+        d_model: width D of input and output.
+        d_ff: hidden width (4 D in the 2017 paper and in BERT).
+        activation: ``"relu"`` (2017 paper) or ``"gelu"`` (BERT). Default: ``"relu"``.
+        dropout: dropout probability after the activation. Default: 0.0.
+
+    Shape:
+        x: (..., D) -> (..., D)
+
+    Examples:
+        >>> ff = FeedForward(d_model=8, d_ff=32)
+        >>> tuple(ff(torch.randn(2, 5, 8)).shape)
+        (2, 5, 8)
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_positive_int(d_model, "d_model")
+        _check_positive_int(d_ff, "d_ff")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        self.d_model = d_model
+        self.activation_name = activation
+        self.activation = _ACTIVATIONS[activation]
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ff, d_model)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.shape[-1:] != (self.d_model,):
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected shape (..., D={self.d_model}), got {shape}")
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))  # (..., D) -> (..., D)
+
+
+def _check_encoder_input(x: torch.Tensor, d_model: int) -> None:
+    """Check that ``x`` is a float (B, T, D) tensor with D = d_model."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point tensor (embeddings), got {x.dtype}")
+
+
+class EncoderLayer(nn.Module):
+    """One encoder layer: self-attention then feed-forward, each with residual + layer norm.
+
+    Post-LN (``norm_first=False``, the 2017 paper and BERT)::
+
+        x = norm1(x + dropout1(self_attn(x)))
+        x = norm2(x + dropout2(feed_forward(x)))
+
+    Pre-LN (``norm_first=True``)::
+
+        x = x + dropout1(self_attn(norm1(x)))
+        x = x + dropout2(feed_forward(norm2(x)))
+
+    Args:
+        d_model: width D.
+        num_heads: attention heads H; D must be divisible by H.
+        d_ff: hidden width of the feed-forward network.
+        dropout: dropout on attention weights, inside the feed-forward and on each sub-layer's
+            output. Default: 0.1.
+        activation: ``"relu"`` or ``"gelu"``. Default: ``"relu"``.
+        norm_first: pre-LN if True, post-LN if False. Default: False.
+        layer_norm_eps: the epsilon of both layer norms. Default: 1e-5.
+
+    Shape:
+        x: (B, T, D); attention_mask (True = may attend): (B, T) or broadcastable to
+        (B, H, T, T). Returns x (B, T, D), or (x, weights (B, H, T, T)) with
+        ``return_attention=True``.
+
+    Examples:
+        >>> layer = EncoderLayer(d_model=8, num_heads=2, d_ff=32)
+        >>> tuple(layer(torch.randn(2, 5, 8)).shape)
+        (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.feed_forward = FeedForward(d_model, d_ff, activation=activation, dropout=dropout)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def extra_repr(self) -> str:
+        return f"norm_first={self.norm_first}"
+
+    def _attend(
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attention sub-layer's output (before the residual), and its weights if asked."""
+        out, weights = self.self_attn(x, attention_mask=attention_mask, need_weights=need_weights)
+        return self.dropout1(out), weights
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        _check_encoder_input(x, self.d_model)
+        if self.norm_first:
+            attended, weights = self._attend(self.norm1(x), attention_mask, return_attention)
+            x = x + attended
+            x = x + self.dropout2(self.feed_forward(self.norm2(x)))
+        else:
+            attended, weights = self._attend(x, attention_mask, return_attention)
+            x = self.norm1(x + attended)
+            x = self.norm2(x + self.dropout2(self.feed_forward(x)))
+        return (x, weights) if return_attention else x
+
+    @classmethod
+    def from_torch(cls, torch_layer: nn.TransformerEncoderLayer) -> EncoderLayer:
+        """A copy of a ``torch.nn.TransformerEncoderLayer`` (batch-first) with the same weights."""
+        if not isinstance(torch_layer, nn.TransformerEncoderLayer):
+            raise TypeError(
+                f"torch_layer: expected torch.nn.TransformerEncoderLayer, "
+                f"got {type(torch_layer).__name__}"
+            )
+        if not torch_layer.self_attn.batch_first:
+            raise ValueError("torch_layer: expected batch_first=True (our layers are batch-first)")
+        attn = MultiHeadAttention.from_torch(torch_layer.self_attn)
+        ours = cls(
+            d_model=attn.d_model,
+            num_heads=attn.num_heads,
+            d_ff=torch_layer.linear1.out_features,
+            dropout=torch_layer.dropout.p,
+            activation=_activation_name(torch_layer),
+            norm_first=torch_layer.norm_first,
+            layer_norm_eps=torch_layer.norm1.eps,
+        )
+        ours.self_attn = attn
+        ours = ours.to(device=attn.q_proj.weight.device, dtype=attn.q_proj.weight.dtype)
+        with torch.no_grad():
+            for name in ("linear1", "linear2"):
+                getattr(ours.feed_forward, name).load_state_dict(getattr(torch_layer, name).state_dict())
+            ours.norm1.load_state_dict(torch_layer.norm1.state_dict())
+            ours.norm2.load_state_dict(torch_layer.norm2.state_dict())
+        return ours.train(torch_layer.training)
+
+
+class Encoder(nn.Module):
+    """A stack of ``num_layers`` identical (but separately trained) encoder layers.
+
+    The number of layers between any two positions is ``num_layers``, whatever the length T:
+    unlike an RNN, information never passes through T sequential steps. A pre-LN stack
+    (``norm_first=True``) ends with a final LayerNorm (``self.norm``); a post-LN stack has none
+    (``self.norm is None``), since its layers already end with a norm.
+
+    Args:
+        num_layers: number of layers L.
+        d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps:
+            as in :class:`EncoderLayer`.
+
+    Shape:
+        x: (B, T, D); attention_mask (True = may attend): (B, T) or broadcastable to
+        (B, H, T, T). Returns x (B, T, D), or (x, weights) with ``return_attention=True``,
+        weights a list of L tensors (B, H, T, T).
+
+    Examples:
+        >>> encoder = Encoder(num_layers=2, d_model=8, num_heads=2, d_ff=32)
+        >>> out, weights = encoder(torch.randn(2, 5, 8), return_attention=True)
+        >>> tuple(out.shape), len(weights), tuple(weights[0].shape)
+        ((2, 5, 8), 2, (2, 2, 5, 5))
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(num_layers, "num_layers")
+        self.d_model = d_model
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        _check_encoder_input(x, self.d_model)
+        all_weights = []
+        for layer in self.layers:
+            if return_attention:
+                x, weights = layer(x, attention_mask, return_attention=True)
+                all_weights.append(weights)
+            else:
+                x = layer(x, attention_mask)
+        if self.norm is not None:
+            x = self.norm(x)
+        return (x, all_weights) if return_attention else x
+
+    @classmethod
+    def from_torch(cls, torch_encoder: nn.TransformerEncoder) -> Encoder:
+        """A copy of a ``torch.nn.TransformerEncoder`` (batch-first): every layer and its final norm."""
+        if not isinstance(torch_encoder, nn.TransformerEncoder):
+            raise TypeError(
+                f"torch_encoder: expected torch.nn.TransformerEncoder, "
+                f"got {type(torch_encoder).__name__}"
+            )
+        layers = [EncoderLayer.from_torch(layer) for layer in torch_encoder.layers]
+        first = layers[0]
+        ours = cls(
+            num_layers=len(layers),
+            d_model=first.d_model,
+            num_heads=first.self_attn.num_heads,
+            d_ff=first.feed_forward.linear1.out_features,
+            dropout=first.dropout1.p,
+            activation=first.feed_forward.activation_name,
+            norm_first=first.norm_first,
+            layer_norm_eps=first.norm1.eps,
+        )
+        ours.layers = nn.ModuleList(layers)
+        if torch_encoder.norm is None:
+            ours.norm = None
+        else:
+            ours.norm = nn.LayerNorm(first.d_model, eps=torch_encoder.norm.eps)
+            ours.norm.load_state_dict(torch_encoder.norm.state_dict())
+        ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
+        return ours.train(torch_encoder.training)

@@ -1,0 +1,121 @@
+"""Positional encodings: how an order-blind attention layer learns where each token sits.
+
+Self-attention treats its input as a set (permute the tokens and the outputs permute the same
+way), so the position of each token is added to its embedding. Two kinds are taught:
+
+- the fixed sinusoidal table of "Attention Is All You Need" (section 3.5), and
+- a learned table, one trainable vector per position (as in BERT).
+
+Legend: B batch, T length, D model width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .attention import _check_positive_int
+
+__all__ = ["sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]
+
+
+def sinusoidal_encoding(max_len: int, d_model: int) -> torch.Tensor:
+    """The sinusoidal table PE[pos, 2i] = sin(pos / 10000^(2i/D)), PE[pos, 2i+1] = cos(same).
+
+    Each pair of columns (2i, 2i+1) is a point on a circle turning at its own frequency, so
+    PE[pos + k] is PE[pos] rotated by an angle that depends on k only.
+
+    Args:
+        max_len: number of positions (rows).
+        d_model: width D (columns); an odd D drops the last cosine column.
+
+    Shape:
+        Returns (max_len, d_model), float32.
+
+    Examples:
+        >>> pe = sinusoidal_encoding(4, 6)
+        >>> tuple(pe.shape)
+        (4, 6)
+        >>> pe[0].tolist()
+        [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    """
+    _check_positive_int(max_len, "max_len")
+    _check_positive_int(d_model, "d_model")
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+    # 1 / 10000^(2i/D) for i = 0 .. ceil(D/2) - 1, computed in float64 then rounded once.
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+    angles = position * inv_freq  # (max_len, 1) * (ceil(D/2),) -> (max_len, ceil(D/2))
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angles)
+    pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])
+    return pe.float()
+
+
+def _check_embeddings(x: torch.Tensor, d_model: int, max_len: int) -> None:
+    """Check that ``x`` is (B, T, D) with D = d_model and T <= max_len."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
+    if x.shape[1] > max_len:
+        raise ValueError(
+            f"x: sequence length T={x.shape[1]} exceeds the positional table's max_len={max_len}"
+        )
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Add the fixed sinusoidal table to token embeddings: x + PE[:T].
+
+    Args:
+        d_model: width D.
+        max_len: longest sequence accepted. Default: 4096.
+
+    Shape:
+        x: (B, T, D) with T <= max_len -> (B, T, D)
+
+    Examples:
+        >>> add_positions = SinusoidalPositionalEncoding(d_model=8, max_len=16)
+        >>> tuple(add_positions(torch.zeros(2, 5, 8)).shape)
+        (2, 5, 8)
+    """
+
+    def __init__(self, d_model: int, max_len: int = 4096) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.max_len = max_len
+        # A buffer follows .to(device); non-persistent because it is recomputed, not learned.
+        self.register_buffer("pe", sinusoidal_encoding(max_len, d_model), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_embeddings(x, self.d_model, self.max_len)
+        return x + self.pe[: x.shape[1]].to(x.dtype)  # (B, T, D) + (T, D) -> (B, T, D)
+
+
+class LearnedPositionalEncoding(nn.Module):
+    """Add one trainable vector per position to token embeddings (as BERT does).
+
+    Args:
+        max_len: longest sequence accepted.
+        d_model: width D.
+
+    Shape:
+        x: (B, T, D) with T <= max_len -> (B, T, D)
+    """
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.max_len = max_len
+        self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+
+    def extra_repr(self) -> str:
+        return f"max_len={self.max_len}, d_model={self.d_model}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_embeddings(x, self.d_model, self.max_len)
+        return x + self.weight[: x.shape[1]]  # (B, T, D) + (T, D) -> (B, T, D)

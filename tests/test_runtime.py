@@ -1,0 +1,32 @@
+"""runtime: seeding, device choice, deterministic settings and rounded printing."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from transformer_course import runtime
+
+
+def test_setup_seeds_every_generator_and_sets_determinism():
+    device = runtime.setup(7, device="cpu")
+    draws = (random.random(), np.random.rand(), torch.rand(1).item())
+    runtime.setup(7, device="cpu")
+    assert draws == (random.random(), np.random.rand(), torch.rand(1).item())
+    assert device == torch.device("cpu")
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_setup_picks_cuda_only_when_present():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert runtime.setup(0).type == expected
+
+
+def test_show_rounds_nested_numbers(capsys):
+    runtime.show("values", {"a": torch.tensor([1.23456, -0.000012345]), "b": np.float64(2 / 3), "n": 3})
+    assert capsys.readouterr().out == "values: {'a': [1.23, -1.23e-05], 'b': 0.667, 'n': 3}\n"
+    runtime.show("tiny", -1e-12, digits=2)
+    assert capsys.readouterr().out == "tiny: -1e-12\n"
