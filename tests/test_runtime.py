@@ -30,3 +30,9 @@ def test_show_rounds_nested_numbers(capsys):
     assert capsys.readouterr().out == "values: {'a': [1.23, -1.23e-05], 'b': 0.667, 'n': 3}\n"
     runtime.show("tiny", -1e-12, digits=2)
     assert capsys.readouterr().out == "tiny: -1e-12\n"
+
+
+def test_show_rounds_zero_dimensional_tensors(capsys):
+    runtime.show("x", torch.tensor(0.123456789))
+    runtime.show("xs", [torch.tensor(0.123456789), np.float32(2.5e-7)])
+    assert capsys.readouterr().out == "x: 0.123\nxs: [0.123, 2.5e-07]\n"

@@ -1,10 +1,16 @@
 """transformer_course: the Transformer encoder of the *Transformers I* book, from scratch.
 
-One module per concept of the lecture notes: ``runtime`` (seeding, device), ``attention``,
-``positional``, ``embedding`` and ``encoder``. Every class is checked against ``torch.nn``.
+One module per concept of the lecture notes, each checked against ``torch.nn``:
+
+- ``runtime``: seeding, device choice, deterministic set-up, rounded printing;
+- ``attention``: scaled dot-product and multi-head attention;
+- ``positional`` and ``embedding``: what enters the encoder;
+- ``encoder``: feed-forward network, encoder layer, the stack;
+- ``diagnostics``: gradient and depth measurements of chapter 2;
+- ``plots``: the figures the chapters draw (imported on demand: it loads matplotlib).
 """
 
-from . import attention, embedding, encoder, positional, runtime
+from . import attention, diagnostics, embedding, encoder, positional, runtime
 
 __version__ = "0.1.0"
-__all__ = ["attention", "embedding", "encoder", "positional", "runtime"]
+__all__ = ["attention", "diagnostics", "embedding", "encoder", "positional", "runtime"]

@@ -8,10 +8,10 @@ vanish. This module measures both halves of that claim:
   output back to an input (about 3 T for ``torch.nn.RNN``, a constant for our ``Encoder``);
 - :func:`input_gradient_log10_norms` returns log10 ‖∂loss/∂x_t‖ for every position t, with the
   loss on the last position's output. It works in log10 because an RNN's gradient at
-  initialisation shrinks like 0.5^T and drops below the smallest float64 (about 1e-308) long
-  before T = 1024. For ``torch.nn.RNN`` the backward pass runs chunk by chunk and rescales the
-  gradient to norm 1 between chunks, keeping the scale aside as a logarithm: exact, and it
-  never underflows.
+  initialisation shrinks roughly like 0.5^T and drops below the smallest float64 (about
+  1e-308) long before T = 1024. For ``torch.nn.RNN`` the backward pass runs chunk by chunk and
+  rescales the gradient to norm 1 between chunks, keeping the scale aside as a logarithm:
+  exact, and it never underflows.
 
 Legend: B batch, T length, D model width.
 """
@@ -100,7 +100,7 @@ def build_model(
 ) -> nn.Module:
     """A freshly initialised RNN or encoder of width D, in eval mode, seeded.
 
-    ``"rnn"`` is ``torch.nn.RNN(D, D, num_layers, batch_first=True)`` (tanh, PyTorch's default
+    ``"rnn"`` is ``torch.nn.RNN(D, D, batch_first=True)`` (tanh, one layer, PyTorch's default
     init: every weight uniform in ±1/√D); ``"encoder"`` is our post-LN
     :class:`~transformer_course.encoder.Encoder` with d_ff = 4 D and dropout 0. The global
     random state is left untouched.
@@ -197,17 +197,24 @@ def _rnn_log10_norms(
         chunk = x[:, start : start + chunk_length].detach().requires_grad_(True)
         h0 = None if h0 is None else h0.detach().requires_grad_(True)
         out, h_end = rnn(chunk, h0)  # out: (B, chunk, D), h_end: (num_layers, B, D)
+        # autograd.grad (not .backward) leaves the parameters' .grad untouched.
+        wrt = [chunk] if h0 is None else [chunk, h0]
         if grad_h is None:  # the last chunk holds the loss: out[:, -1] · w for each sample
-            (out[:, -1] @ w).sum().backward()
+            grads = torch.autograd.grad((out[:, -1] @ w).sum(), wrt)
         else:
-            h_end.backward(grad_h)
-        pieces.append(_log10_norms(chunk.grad) + log_scale[:, None])  # (B, chunk)
+            grads = torch.autograd.grad(h_end, wrt, grad_outputs=grad_h)
+        pieces.append(_log10_norms(grads[0]) + log_scale[:, None])  # (B, chunk)
         if h0 is not None:
-            g = h0.grad  # (num_layers, B, D)
-            norm = g.transpose(0, 1).reshape(B, -1).norm(dim=-1)  # (num_layers, B, D) -> (B,)
-            norm = torch.where(norm > 0, norm, torch.ones_like(norm))  # a zero gradient stays zero
-            grad_h = g / norm[None, :, None]
-            log_scale = log_scale + torch.log10(norm)
+            g = grads[1].transpose(0, 1).reshape(B, -1)  # (num_layers, B, D) -> (B, num_layers * D)
+            # Rescale to norm 1 in two steps (by the largest entry, then by the norm), so that
+            # no square is ever taken of a tiny number; an all-zero gradient stays zero.
+            largest = g.abs().amax(dim=-1)  # (B,)
+            largest = torch.where(largest > 0, largest, torch.ones_like(largest))
+            unit = g / largest[:, None]
+            norm = unit.norm(dim=-1)
+            norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+            grad_h = (unit / norm[:, None]).reshape(B, *h0.shape[::2]).transpose(0, 1)
+            log_scale = log_scale + torch.log10(largest) + torch.log10(norm)
     return torch.cat(pieces[::-1], dim=1)  # (B, T)
 
 
@@ -256,8 +263,8 @@ def input_gradient_log10_norms(
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"model: expected an output (B, T, D) = {expected}, got {shape}")
-        (out[:, -1] @ w).sum().backward()
-        return _log10_norms(leaf.grad).detach()
+        (grad,) = torch.autograd.grad((out[:, -1] @ w).sum(), leaf)  # (B, T, D)
+        return _log10_norms(grad).detach()
 
 
 def gradient_vs_position(

@@ -65,7 +65,7 @@ def _round(value: object, digits: int) -> object:
     """Round numbers (also inside tensors, arrays, lists and dicts) for stable printing."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-        return value.item() if value.ndim == 0 else _round(value.tolist(), digits)
+        return _round(value.item() if value.ndim == 0 else value.tolist(), digits)
     if isinstance(value, np.ndarray):
         return _round(value.tolist(), digits)
     if isinstance(value, np.generic):

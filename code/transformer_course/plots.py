@@ -1,0 +1,265 @@
+"""Figures of the book, drawn with matplotlib so that every chapter makes its own.
+
+- :func:`draw_encoder_stack`: the encoder diagram (input embedding + positional encoding, then
+  N × [multi-head self-attention, add & norm, feed-forward, add & norm], then the outputs).
+- :func:`plot_log10_curves`: curves whose values are already log10 (such as gradients far below
+  float64's range, 1e-330) on a linear axis whose ticks read as powers of ten.
+
+Every function draws on an ``Axes`` it is given and returns it, so a chapter controls the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+__all__ = ["draw_encoder_stack", "plot_log10_curves", "COLORS"]
+
+# One colour per kind of block, reused by every figure of the book.
+COLORS = {
+    "embedding": "#f7c9cf",  # token embedding
+    "positional": "#e3d4f2",  # positional encoding
+    "attention": "#fbd3a6",  # multi-head self-attention
+    "norm": "#f3efa1",  # add & norm
+    "feed_forward": "#bfe3f3",  # position-wise feed-forward
+    "layer": "#f2f2f2",  # the frame of one encoder layer
+    "edge": "#333333",
+}
+
+
+def _check_axes(ax: object) -> None:
+    """Raise a TypeError unless ``ax`` is a matplotlib Axes."""
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax: expected a matplotlib Axes, got {type(ax).__name__}")
+
+
+def _box(ax: Axes, x: float, y: float, w: float, h: float, text: str, color: str) -> None:
+    """A rounded box with centred text, its lower-left corner at (x, y)."""
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.15",
+            facecolor=color, edgecolor=COLORS["edge"], linewidth=1.4,
+        )
+    )
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=12)
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **kwargs: object) -> None:
+    """An arrow from ``start`` to ``end`` (optionally bent with ``connectionstyle``)."""
+    style = {"arrowstyle": "-|>", "mutation_scale": 14, "linewidth": 1.4, "color": COLORS["edge"]}
+    style.update(kwargs)
+    ax.add_patch(FancyArrowPatch(start, end, shrinkA=0, shrinkB=0, **style))
+
+
+def _residual(ax: Axes, y_from: float, y_to: float, x_box: float, x_side: float) -> None:
+    """A skip connection: leave the main line at ``y_from``, go round on the left, enter at ``y_to``."""
+    x_mid = x_box + 0.0
+    ax.plot([x_mid, x_side, x_side], [y_from, y_from, y_to], color=COLORS["edge"], linewidth=1.4)
+    _arrow(ax, (x_side, y_to), (x_box, y_to))
+
+
+def draw_encoder_stack(
+    ax: Axes, num_layers: int | None = None, show_shapes: bool = True, title: str | None = None
+) -> Axes:
+    """Draw the Transformer encoder: embeddings + positions, then the stack of layers.
+
+    The diagram follows Figure 1 (left half) of "Attention Is All You Need" (2017) with the
+    post-LN layer our ``Encoder`` implements by default: each sub-layer is wrapped in a residual
+    connection (the arrow round the side) and followed by a layer norm ("Add & norm").
+
+    Args:
+        ax: the matplotlib Axes to draw on (its axis lines are hidden).
+        num_layers: the L of "L×" next to the repeated layer; ``None`` writes "N×".
+        show_shapes: write the tensor shape of each stage on the right. Default: True.
+        title: optional title of the Axes.
+
+    Shape:
+        The annotations use the book's legend: B batch, T length, D model width, H heads.
+
+    Returns:
+        ``ax``.
+
+    Examples:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> ax = draw_encoder_stack(ax, num_layers=6)
+        >>> "6×" in [t.get_text() for t in ax.texts]
+        True
+        >>> plt.close(fig)
+    """
+    _check_axes(ax)
+    if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int)):
+        raise TypeError(f"num_layers: expected a positive int or None, got {type(num_layers).__name__}")
+    if num_layers is not None and num_layers <= 0:
+        raise ValueError(f"num_layers: expected a positive int or None, got {num_layers}")
+    if not isinstance(show_shapes, bool):
+        raise TypeError(f"show_shapes: expected a bool, got {type(show_shapes).__name__}")
+
+    x0, w, h = 3.0, 4.0, 0.9  # main column: left edge, width, box height
+    xc = x0 + w / 2  # its centre line
+    # Bottom to top.
+    y_ids, y_emb, y_add = 0.3, 1.5, 3.2
+    y_frame0 = 4.1
+    y_attn, y_norm1, y_ff, y_norm2 = 5.2, 6.9, 8.4, 10.1
+    y_frame1 = 11.4
+    y_out = 12.6
+
+    ax.text(xc, y_ids, "token ids", ha="center", va="bottom", fontsize=12, style="italic")
+    _arrow(ax, (xc, y_ids + 0.45), (xc, y_emb))
+    _box(ax, x0, y_emb, w, h, "Input embedding", COLORS["embedding"])
+    # Positional encoding is added: a circled plus fed from the left.
+    _arrow(ax, (xc, y_emb + h), (xc, y_add - 0.3))
+    ax.add_patch(
+        FancyBboxPatch((xc - 0.3, y_add - 0.3), 0.6, 0.6, boxstyle="circle,pad=0",
+                       facecolor="white", edgecolor=COLORS["edge"], linewidth=1.4)
+    )
+    ax.text(xc, y_add, "+", ha="center", va="center", fontsize=16)
+    _box(ax, 0.1, y_add - 0.45, 2.2, h, "Positional\nencoding", COLORS["positional"])
+    _arrow(ax, (2.3, y_add), (xc - 0.3, y_add))
+
+    # The repeated layer, in a frame.
+    ax.add_patch(
+        FancyBboxPatch((x0 - 0.9, y_frame0), w + 1.8, y_frame1 - y_frame0,
+                       boxstyle="round,pad=0.05,rounding_size=0.3",
+                       facecolor=COLORS["layer"], edgecolor=COLORS["edge"], linewidth=1.6)
+    )
+    label = "N×" if num_layers is None else f"{num_layers}×"
+    ax.text(x0 - 1.2, (y_frame0 + y_frame1) / 2, label, ha="right", va="center",
+            fontsize=16, fontweight="bold")
+    _arrow(ax, (xc, y_add + 0.3), (xc, y_attn))
+    # Queries, keys and values all come from the same input: three arrows into attention.
+    y_split = y_attn - 0.55
+    for dx in (-1.2, 1.2):
+        ax.plot([xc, xc + dx], [y_split, y_split], color=COLORS["edge"], linewidth=1.4)
+        _arrow(ax, (xc + dx, y_split), (xc + dx, y_attn))
+    _box(ax, x0, y_attn, w, h, "Multi-head\nself-attention", COLORS["attention"])
+    _arrow(ax, (xc, y_attn + h), (xc, y_norm1))
+    _box(ax, x0, y_norm1, w, h * 0.7, "Add & norm", COLORS["norm"])
+    _arrow(ax, (xc, y_norm1 + h * 0.7), (xc, y_ff))
+    _box(ax, x0, y_ff, w, h, "Feed-forward\n(each position alone)", COLORS["feed_forward"])
+    _arrow(ax, (xc, y_ff + h), (xc, y_norm2))
+    _box(ax, x0, y_norm2, w, h * 0.7, "Add & norm", COLORS["norm"])
+    # Residual connections round the left side of each sub-layer.
+    _residual(ax, y_split - 0.25, y_norm1 + h * 0.35, x0, x0 - 0.5)
+    _residual(ax, y_ff - 0.35, y_norm2 + h * 0.35, x0, x0 - 0.5)
+    ax.plot([xc, x0], [y_split - 0.25, y_split - 0.25], color=COLORS["edge"], linewidth=1.4)
+    ax.plot([xc, x0], [y_ff - 0.35, y_ff - 0.35], color=COLORS["edge"], linewidth=1.4)
+
+    _arrow(ax, (xc, y_norm2 + h * 0.7), (xc, y_out))
+    ax.text(xc, y_out + 0.1, "one context vector per token", ha="center", va="bottom",
+            fontsize=12, style="italic")
+
+    if show_shapes:
+        x_shape = x0 + w + 1.1
+        shapes = [
+            (y_ids + 0.2, "(B, T)"),
+            (y_emb + h / 2, "(B, T, D)"),
+            (y_add, "(B, T, D)"),
+            (y_attn + h / 2, "weights (B, H, T, T)"),
+            (y_ff + h / 2, "(B, T, D)"),
+            (y_out + 0.3, "(B, T, D)"),
+        ]
+        for y, text in shapes:
+            ax.text(x_shape, y, text, ha="left", va="center", fontsize=11,
+                    family="monospace", color="#444444")
+
+    ax.set_xlim(-0.1, 11.2)
+    ax.set_ylim(0, y_out + 1.0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title is not None:
+        ax.set_title(title, fontsize=13)
+    return ax
+
+
+def _power_of_ten(value: float, _position: object = None) -> str:
+    """Tick label for a log10 value: 10^k in math text."""
+    return f"$10^{{{int(round(value))}}}$"
+
+
+def plot_log10_curves(
+    ax: Axes,
+    x: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    log2_x: bool = False,
+    reference: Mapping[str, Sequence[float]] | None = None,
+) -> Axes:
+    """Plot curves given as log10 values, with y ticks written as powers of ten.
+
+    A log-scale axis cannot show 1e-330 (below the smallest float64), but the log10 of such a
+    number is an ordinary float: plotting log10 values on a linear axis and labelling its ticks
+    10^k draws exactly the log-scale picture, for any range.
+
+    Args:
+        ax: the Axes to draw on.
+        x: the common x values.
+        curves: label -> log10 values (one per x), drawn as lines with markers.
+        xlabel, ylabel: axis labels (give units where there are some).
+        title: optional title (state the finding).
+        log2_x: use a base-2 log scale on x (lengths 8, 16, ..., 1024). Default: False.
+        reference: label -> log10 values drawn as dashed grey guide lines (for example a 1/T
+            slope). Default: none.
+
+    Shape:
+        x: (N,); each curve and reference: (N,).
+
+    Returns:
+        ``ax``.
+
+    Examples:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> ax = plot_log10_curves(ax, [8, 16], {"a": [-1.0, -2.0]}, xlabel="T", ylabel="norm")
+        >>> [line.get_label() for line in ax.get_lines()]
+        ['a']
+        >>> plt.close(fig)
+    """
+    _check_axes(ax)
+    if not isinstance(curves, Mapping) or not curves:
+        raise TypeError("curves: expected a non-empty mapping label -> log10 values")
+    xs = np.asarray(x, dtype=float)
+    if xs.ndim != 1 or xs.size == 0:
+        raise ValueError(f"x: expected a non-empty 1-D sequence, got shape {xs.shape}")
+    if log2_x and (xs <= 0).any():
+        raise ValueError("x: a log2 x axis needs positive values")
+    if reference is not None and not isinstance(reference, Mapping):
+        raise TypeError("reference: expected a mapping label -> log10 values, or None")
+    markers = ["o", "s", "^", "D", "v"]
+    for name, group, dashed in (("curves", curves, False), ("reference", reference or {}, True)):
+        for i, (label, values) in enumerate(group.items()):
+            ys = np.asarray(values, dtype=float)
+            if ys.shape != xs.shape:
+                raise ValueError(
+                    f"{name}[{label!r}]: expected {xs.size} values (one per x), got shape {ys.shape}"
+                )
+            if dashed:  # guide lines go underneath the measured curves
+                ax.plot(xs, ys, "--", color="0.35", linewidth=1.6, label=label, zorder=1)
+            else:
+                ax.plot(xs, ys, marker=markers[i % len(markers)], linewidth=2.2, markersize=7,
+                        label=label, zorder=2)
+    if log2_x:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{int(v)}" if float(v).is_integer() else f"{v:g}" for v in xs])
+        ax.minorticks_off()
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=7, integer=True, steps=[1, 2, 5, 10]))
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    ax.set_xlabel(xlabel, fontsize=12)
+    ax.set_ylabel(ylabel, fontsize=12)
+    ax.tick_params(labelsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=11)
+    if title is not None:
+        ax.set_title(title, fontsize=13)
+    return ax

@@ -1,0 +1,132 @@
+"""plots: the encoder diagram and log10 curves draw what they promise and reject bad input."""
+
+from __future__ import annotations
+
+import doctest
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: tests never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
+
+from transformer_course import plots  # noqa: E402
+
+
+@pytest.fixture
+def ax():
+    fig, axes = plt.subplots()
+    yield axes
+    plt.close(fig)
+
+
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(plots)
+    assert result.attempted >= 4 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------ encoder diagram
+
+
+def test_encoder_stack_has_every_block_in_order(ax):
+    plots.draw_encoder_stack(ax)
+    texts = _texts(ax)
+    for label in ("Input embedding", "Positional\nencoding", "Multi-head\nself-attention"):
+        assert label in texts
+    assert texts.count("Add & norm") == 2
+    assert any(t.startswith("Feed-forward") for t in texts)
+    assert "N×" in texts
+    # Bottom to top: embedding, attention, first add & norm, feed-forward, second add & norm.
+    y = {t.get_text(): t.get_position()[1] for t in ax.texts}
+    norms = sorted(t.get_position()[1] for t in ax.texts if t.get_text() == "Add & norm")
+    feed_forward = next(t.get_position()[1] for t in ax.texts if t.get_text().startswith("Feed"))
+    assert y["Input embedding"] < y["Multi-head\nself-attention"] < norms[0] < feed_forward < norms[1]
+    assert not ax.axison  # a diagram, not a plot
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) >= 7
+
+
+def test_encoder_stack_labels_the_number_of_layers_and_shapes(ax):
+    plots.draw_encoder_stack(ax, num_layers=6, show_shapes=False, title="six layers")
+    texts = _texts(ax)
+    assert "6×" in texts and "N×" not in texts
+    assert not any(t.startswith("(B, T") for t in texts)
+    assert ax.get_title() == "six layers"
+    fig, other = plt.subplots()
+    plots.draw_encoder_stack(other)
+    assert "(B, T)" in _texts(other) and "weights (B, H, T, T)" in _texts(other)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_layers": 0}, ValueError, "num_layers"),
+        ({"num_layers": 2.5}, TypeError, "num_layers"),
+        ({"num_layers": True}, TypeError, "num_layers"),
+        ({"show_shapes": "yes"}, TypeError, "show_shapes"),
+    ],
+)
+def test_encoder_stack_rejects_bad_arguments(ax, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        plots.draw_encoder_stack(ax, **kwargs)
+
+
+def test_encoder_stack_needs_axes():
+    with pytest.raises(TypeError, match="ax: expected a matplotlib Axes"):
+        plots.draw_encoder_stack(plt.figure())
+    plt.close("all")
+
+
+# ------------------------------------------------------------------------------ log10 curves
+
+
+def test_log10_curves_draw_each_curve_and_label_ticks_as_powers_of_ten(ax):
+    x = [8, 16, 32]
+    plots.plot_log10_curves(
+        ax, x, {"rnn": [-2.0, -5.0, -11.0], "encoder": [-0.5, -0.8, -1.1]},
+        xlabel="T", ylabel="norm", title="finding", log2_x=True,
+        reference={"fit": [-2.0, -5.5, -11.5]},
+    )
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"rnn", "encoder", "fit"}
+    assert np.allclose(lines["rnn"].get_ydata(), [-2.0, -5.0, -11.0])
+    assert lines["fit"].get_linestyle() == "--" and lines["rnn"].get_linestyle() == "-"
+    assert lines["fit"].get_zorder() < lines["rnn"].get_zorder()  # guides stay underneath
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["8", "16", "32"]
+    assert ax.yaxis.get_major_formatter()(-300.0, 0) == "$10^{-300}$"
+    assert ax.get_xlabel() == "T" and ax.get_ylabel() == "norm" and ax.get_title() == "finding"
+    assert ax.get_legend() is not None
+
+
+def test_log10_curves_handle_values_far_below_float64(ax):
+    plots.plot_log10_curves(ax, [1, 2], {"tiny": [-330.0, -400.0]}, xlabel="x", ylabel="y")
+    low, high = ax.get_ylim()
+    assert low <= -400 and high >= -330 and ax.get_yscale() == "linear"
+
+
+@pytest.mark.parametrize(
+    ("x", "curves", "kwargs", "error", "match"),
+    [
+        ([1, 2], {}, {}, TypeError, "curves"),
+        ([1, 2], {"a": [1.0]}, {}, ValueError, r"curves\['a'\]"),
+        ([1, 2], {"a": [1.0, 2.0]}, {"reference": {"r": [1.0]}}, ValueError, r"reference\['r'\]"),
+        ([1, 2], {"a": [1.0, 2.0]}, {"reference": [1.0, 2.0]}, TypeError, "reference"),
+        ([0, 2], {"a": [1.0, 2.0]}, {"log2_x": True}, ValueError, "log2"),
+        ([[1, 2]], {"a": [1.0, 2.0]}, {}, ValueError, "x: expected a non-empty 1-D"),
+    ],
+)
+def test_log10_curves_reject_bad_input(ax, x, curves, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        plots.plot_log10_curves(ax, x, curves, xlabel="x", ylabel="y", **kwargs)
+
+
+def test_log10_curves_need_axes():
+    with pytest.raises(TypeError, match="ax"):
+        plots.plot_log10_curves(None, [1], {"a": [1.0]}, xlabel="x", ylabel="y")
