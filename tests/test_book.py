@@ -18,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHAPTER_NAME = re.compile(r"^chapters/(\d\d)_[a-z0-9_]+$")
+APPENDIX_NAME = re.compile(r"^chapters/appendix_[a-z0-9_]+$")
 
 # Tags whose URL attributes make the browser fetch something while loading the page.
 FETCHING_ATTRS = {
@@ -69,13 +70,18 @@ def test_toc_is_a_jupyter_book_with_intro_as_root():
 
 
 def test_toc_lists_existing_chapters_in_the_order_of_the_notes():
+    """Numbered chapters (one per section of the notes) in order, then any appendices."""
     chapters = toc_chapters()
     assert chapters, "_toc.yml lists no chapter"
-    numbers = []
+    numbers, appendix_seen = [], False
     for chapter in chapters:
-        match = CHAPTER_NAME.match(chapter)
-        assert match, f"{chapter!r} is not named chapters/NN_snake_case"
         assert (ROOT / f"{chapter}.ipynb").is_file(), f"{chapter}.ipynb listed but missing"
+        if APPENDIX_NAME.match(chapter):
+            appendix_seen = True
+            continue
+        match = CHAPTER_NAME.match(chapter)
+        assert match, f"{chapter!r} is named neither chapters/NN_snake_case nor chapters/appendix_*"
+        assert not appendix_seen, f"{chapter!r} comes after an appendix"
         numbers.append(int(match.group(1)))
     assert numbers == sorted(set(numbers)), f"chapters out of the notes' order: {numbers}"
     assert all(1 <= n <= 5 for n in numbers), f"the notes have five sections, got {numbers}"
