@@ -169,6 +169,13 @@ def test_every_local_asset_a_page_fetches_exists():
     assert missing == []
 
 
+def test_site_root_serves_a_favicon():
+    """Browsers request /favicon.ico on their own; without it every first visit logs a 404."""
+    needs_build()
+    icon = HTML / "favicon.ico"
+    assert icon.is_file() and icon.read_bytes()[:4] == b"\x00\x00\x01\x00"  # ICO header
+
+
 def test_mathjax_is_served_by_the_book():
     needs_build()
     math_pages = 0
