@@ -132,7 +132,7 @@ nbval: venv
 	@chapters="$$($(TOC_CHAPTERS))"; \
 	echo "nbval: $$chapters"; \
 	env $(NB_ENV) pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
-		--sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $$chapters
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $$chapters
 
 # ---------------------------------------------------------------- working on chapters
 

@@ -6,16 +6,27 @@ One module per concept of the lecture notes, each checked against ``torch.nn``:
 - ``attention``: scaled dot-product and multi-head attention;
 - ``positional`` and ``embedding``: what enters the encoder;
 - ``encoder``: feed-forward network, encoder layer, the stack;
-- ``tokenization`` and ``pretrained``: the WordPiece tokenizer and a real pretrained encoder
-  (all-MiniLM-L6-v2) loaded into our classes;
+- ``tokenization``: a byte-pair encoding trained here and the WordPiece tokenizer of BERT;
+- ``pretrained``: a real pretrained encoder (all-MiniLM-L6-v2) loaded into our classes;
+- ``analysis``: reading a real model's attention (which head looks where, and how reliably);
 - ``diagnostics``: gradient and depth measurements of chapter 2;
 - ``plots``: the figures the chapters draw (imported on demand: it loads matplotlib).
 """
 
-from . import attention, diagnostics, embedding, encoder, positional, pretrained, runtime, tokenization
+from . import (
+    analysis,
+    attention,
+    diagnostics,
+    embedding,
+    encoder,
+    positional,
+    pretrained,
+    runtime,
+    tokenization,
+)
 
 __version__ = "0.1.0"
 __all__ = [
-    "attention", "diagnostics", "embedding", "encoder", "positional", "pretrained", "runtime",
+    "analysis", "attention", "diagnostics", "embedding", "encoder", "positional", "pretrained", "runtime",
     "tokenization",
 ]

@@ -18,10 +18,18 @@ from torch import nn
 
 from .attention import _check_positive_int
 
-__all__ = ["sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]
+__all__ = [
+    "sinusoidal_encoding", "relative_shift_matrix", "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding",
+]
 
 
-def sinusoidal_encoding(max_len: int, d_model: int) -> torch.Tensor:
+def _inverse_frequencies(d_model: int) -> torch.Tensor:
+    """1 / 10000^(2i/D) for i = 0 .. ceil(D/2) - 1, in float64: the frequency of each column pair."""
+    return torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+
+
+def sinusoidal_encoding(max_len: int, d_model: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The sinusoidal table PE[pos, 2i] = sin(pos / 10000^(2i/D)), PE[pos, 2i+1] = cos(same).
 
     Each pair of columns (2i, 2i+1) is a point on a circle turning at its own frequency, so
@@ -30,9 +38,11 @@ def sinusoidal_encoding(max_len: int, d_model: int) -> torch.Tensor:
     Args:
         max_len: number of positions (rows).
         d_model: width D (columns); an odd D drops the last cosine column.
+        dtype: the floating dtype of the result; the table is computed in float64 and rounded
+            once. Default: torch.float32.
 
     Shape:
-        Returns (max_len, d_model), float32.
+        Returns (max_len, d_model), of ``dtype``.
 
     Examples:
         >>> pe = sinusoidal_encoding(4, 6)
@@ -44,13 +54,62 @@ def sinusoidal_encoding(max_len: int, d_model: int) -> torch.Tensor:
     _check_positive_int(max_len, "max_len")
     _check_positive_int(d_model, "d_model")
     position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
-    # 1 / 10000^(2i/D) for i = 0 .. ceil(D/2) - 1, computed in float64 then rounded once.
-    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+    inv_freq = _inverse_frequencies(d_model)  # computed in float64, rounded once at the end
     angles = position * inv_freq  # (max_len, 1) * (ceil(D/2),) -> (max_len, ceil(D/2))
     pe = torch.zeros(max_len, d_model, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(angles)
     pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])
-    return pe.float()
+    return pe.to(dtype)
+
+
+def relative_shift_matrix(k: int, d_model: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The fixed linear map M_k that moves every sinusoidal encoding k positions on.
+
+    Each column pair (2i, 2i+1) of the table holds (sin(pos w_i), cos(pos w_i)); adding k to
+    pos turns that point by the angle k w_i, whatever pos is:
+
+        [sin((pos+k) w)]   [ cos(k w)  sin(k w)] [sin(pos w)]
+        [cos((pos+k) w)] = [-sin(k w)  cos(k w)] [cos(pos w)]
+
+    so M_k is block-diagonal with one 2×2 rotation per pair, and PE(pos + k) = M_k PE(pos) for
+    every position (Vaswani et al., 2017, section 3.5). M_k is orthogonal, M_0 = I,
+    M_a M_b = M_(a+b) and M_(-k) = M_k^T.
+
+    Args:
+        k: the offset, any integer (negative moves back).
+        d_model: width D, even (an odd D has a sine column with no cosine partner, and no such
+            linear map exists).
+        dtype: floating dtype of the result; computed in float64. Default: torch.float64.
+
+    Shape:
+        Returns (D, D); with ``pe = sinusoidal_encoding(n, D)``, ``pe[k:] == pe[:-k] @ M_k.T``
+        (rows are positions) up to rounding.
+
+    Examples:
+        >>> pe = sinusoidal_encoding(100, 8, dtype=torch.float64)
+        >>> m = relative_shift_matrix(3, 8)
+        >>> torch.allclose(pe[:-3] @ m.T, pe[3:])
+        True
+    """
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k: expected an int, got {type(k).__name__}")
+    _check_positive_int(d_model, "d_model")
+    if d_model % 2:
+        raise ValueError(
+            f"d_model: expected an even width (each sine column needs its cosine partner), got {d_model}"
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+    angle = k * _inverse_frequencies(d_model)  # (D/2,): the turn of each column pair
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    m = torch.zeros(d_model, d_model, dtype=torch.float64)
+    m[0::2, 0::2] = torch.diag(cos)  # sin((pos+k) w) = cos(k w) sin(pos w) + sin(k w) cos(pos w)
+    m[0::2, 1::2] = torch.diag(sin)
+    m[1::2, 0::2] = torch.diag(-sin)  # cos((pos+k) w) = -sin(k w) sin(pos w) + cos(k w) cos(pos w)
+    m[1::2, 1::2] = torch.diag(cos)
+    return m.to(dtype)
 
 
 def _check_embeddings(x: torch.Tensor, d_model: int, max_len: int) -> None:
