@@ -1,6 +1,7 @@
 # Transformers I: set-up, build, test and run the book.
 #
-#   make book     set up, build the HTML book (any warning fails), print where it is
+#   make book     set up, build the HTML book (any warning fails) and its slide decks
+#   make handouts print every deck to PDF with headless Chromium (_build/handouts/)
 #   make test     set up, Chromium if missing, ruff, full book build, pytest, nbval
 #   make lab      JupyterLab on 127.0.0.1 with the project's environment
 #   make execute  re-run every chapter in place so its stored outputs are fresh
@@ -54,10 +55,10 @@ TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv assets book test lint browser nbval pytest lab execute bench clean distclean
+.PHONY: help setup venv assets book decks handouts test lint browser nbval pytest lab execute bench clean distclean
 
 help:
-	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- set-up
 
@@ -103,9 +104,22 @@ book: setup
 		echo "Book build failed: warnings or errors above (log: $(BOOK_LOG))." >&2; exit 1; \
 	fi
 	@touch $(BOOK_OK)
+	$(PY) slides/build_decks.py --html $(HTML_DIR)
 	@echo
 	@echo "Book: $(CURDIR)/$(HTML_DIR)/index.html"
+	@echo "Slides: $(CURDIR)/$(HTML_DIR)/slides/ (one deck per chapter, linked from each chapter)"
 	@echo "Serve it: $(PY) -m http.server -d $(HTML_DIR) 8000 --bind 127.0.0.1  (then open http://127.0.0.1:8000)"
+
+# The reveal.js decks alone (make book builds them too), from the chapters of _toc.yml:
+# slides/build_decks.py runs nbconvert's SlidesExporter with the template in slides/template and
+# copies reveal.js (npm, pinned) next to the decks in $(HTML_DIR)/slides/.
+decks: setup
+	@[ -f $(HTML_DIR)/_static/mathjax/tex-chtml.js ] || $(MAKE) --no-print-directory book
+	$(PY) slides/build_decks.py --html $(HTML_DIR)
+
+# One PDF per deck (reveal.js's ?print-pdf layout printed by headless Chromium).
+handouts: book browser
+	$(PY) slides/print_handouts.py --html $(HTML_DIR) --out $(BUILD_DIR)/handouts
 
 # ---------------------------------------------------------------- tests
 
@@ -122,7 +136,7 @@ browser:
 	fi
 
 lint: venv
-	ruff check code tests benchmarks
+	ruff check code tests benchmarks slides
 
 pytest: venv
 	pytest tests

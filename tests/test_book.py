@@ -206,3 +206,104 @@ def test_chapter_page_offers_its_notebook_for_download(chapter):
     assert json.loads(source.read_text(encoding="utf-8"))["cells"] == stored["cells"]
     targets = {(page.parent / urlsplit(href).path).resolve() for href in parse(page).links}
     assert source.resolve() in targets, f"{chapter}.html has no download link to its .ipynb"
+
+
+# ---------------------------------------------------------------- exercises and slide decks
+
+
+def numbered_chapters() -> list[str]:
+    """Chapters of the notes (chapters/NN_*); appendices are not held to the exercise rule."""
+    return [chapter for chapter in toc_chapters() if CHAPTER_NAME.match(chapter)]
+
+
+def deck_of(chapter: str) -> str:
+    """A chapter's deck, relative to the built book (slides/build_decks.py writes it there)."""
+    return f"slides/{Path(chapter).name}.slides.html"
+
+
+def solution_cell_ids(notebook: dict) -> list[str]:
+    """Ids of every cell of an exercise solution: a {solution} cell, or {solution-start} to end."""
+    ids, inside = [], False
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"]) if cell["cell_type"] == "markdown" else ""
+        starts = "{solution-start}" in source
+        inside = inside or starts
+        if inside or re.search(r"\{solution(-end)?\}", source):
+            ids.append(cell["id"])
+        if "{solution-end}" in source:
+            inside = False
+    return ids
+
+
+@pytest.mark.parametrize("chapter", numbered_chapters())
+def test_chapter_has_two_exercises_each_with_a_hidden_solution(chapter):
+    needs_build()
+    html = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
+    exercises = re.findall(r'<div class="exercise admonition" id="([^"]+)"', html)
+    assert len(exercises) >= 2, f"{chapter}: {len(exercises)} exercise(s), expected at least 2"
+    # sphinx-exercise titles each solution "Solution to <a href="#label">Exercise n</a>".
+    solutions = re.findall(
+        r'<div class="solution ([^"]*)"[^>]*>\s*<p class="admonition-title">Solution to'
+        r'<a class="reference internal" href="#([^"]+)"',
+        html,
+    )
+    solved = {label for _, label in solutions}
+    assert set(exercises) <= solved, f"{chapter}: exercises without a solution: {set(exercises) - solved}"
+    hidden = [label for classes, label in solutions if "dropdown" in classes.split()]
+    assert len(hidden) == len(solutions), f"{chapter}: solutions shown open: {solutions}"
+
+
+@pytest.mark.parametrize("chapter", numbered_chapters())
+def test_every_solution_is_followed_by_a_check_cell(chapter):
+    """After each solution comes a code cell a learner runs on their answer: it must assert."""
+    cells = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))["cells"]
+    in_solution = set(solution_cell_ids({"cells": cells}))
+    ends = [i for i, cell in enumerate(cells) if cell["id"] in in_solution
+            and (i + 1 == len(cells) or cells[i + 1]["id"] not in in_solution)]
+    assert ends, f"{chapter}: no exercise solution found"
+    for i in ends:
+        check = cells[i + 1] if i + 1 < len(cells) else None
+        assert check is not None and check["cell_type"] == "code", (
+            f"{chapter}: the solution ending at cell {cells[i]['id']} has no check cell after it"
+        )
+        assert "assert" in "".join(check["source"]), f"{chapter}: check cell {check['id']} asserts nothing"
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_chapter_page_links_to_its_deck(chapter):
+    needs_build()
+    page = HTML / f"{chapter}.html"
+    html = page.read_text(encoding="utf-8")
+    match = re.search(r'<a [^>]*href="([^"]+)"[^>]*>Slides for this chapter</a>', html)
+    assert match, f"{chapter}.html has no 'Slides for this chapter' link"
+    target = (page.parent / match.group(1)).resolve()
+    assert target == (HTML / deck_of(chapter)).resolve()
+    assert target.is_file(), f"{deck_of(chapter)} was not built"
+
+
+def test_decks_are_exactly_the_chapters_of_the_toc():
+    needs_build()
+    built = {p.relative_to(HTML).as_posix() for p in (HTML / "slides").glob("*.slides.html")}
+    assert built == {deck_of(chapter) for chapter in toc_chapters()}
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_deck_shows_its_slide_cells_and_never_a_solution(chapter):
+    """Every cell the metadata puts on a slide (or in the notes) is in the deck; no solution is."""
+    needs_build()
+    deck = HTML / deck_of(chapter)
+    assert deck.is_file(), f"{deck_of(chapter)} was not built"
+    html = deck.read_text(encoding="utf-8")
+    notebook = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    solutions = set(solution_cell_ids(notebook))
+    assert not [i for i in solutions if f'id="cell-id={i}"' in html], f"{chapter}: solution on a slide"
+    for cell in notebook["cells"]:
+        slide_type = cell["metadata"].get("slideshow", {}).get("slide_type")
+        assert slide_type in {"slide", "subslide", "fragment", "skip", "notes", "-"}, (
+            f"{chapter}: cell {cell['id']} has slide_type {slide_type!r}"
+        )
+        on_deck = f'id="cell-id={cell["id"]}"' in html
+        assert on_deck == (slide_type != "skip" and cell["id"] not in solutions), (
+            f"{chapter}: cell {cell['id']} ({slide_type}) {'is' if on_deck else 'is not'} in the deck"
+        )
+    assert html.count('<aside class="notes">') >= 1, f"{chapter}: the deck has no speaker notes"

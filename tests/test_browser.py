@@ -1,9 +1,14 @@
-"""The built book in a real browser: headless Debian Chromium driven by Selenium.
+"""The built book and its slide decks in a real browser: headless Debian Chromium via Selenium.
 
-Every page is served from 127.0.0.1 and must load without console errors, fetch nothing from any
-other host, show all its images, and have its math typeset by the book's own MathJax.
+Every page and every reveal.js deck is served from 127.0.0.1 and must load without console
+errors, fetch nothing from any other host, show all its images, and have its math typeset by the
+book's own MathJax. Each deck (one per chapter of _toc.yml) must have at least 8 slides, reach
+its last slide, and carry speaker notes; each chapter page links to its deck and its notebook.
 `make test` installs Chromium and chromedriver from Debian when they are missing and builds the
 book first; elsewhere these tests are skipped with the reason.
+
+Screenshots: with BOOK_SCREENSHOTS=<folder> set, the intro page, the first chapter page and a
+slide of each deck are saved there as PNG (1280 px wide), to look at by eye.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -18,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -35,7 +43,31 @@ def built_pages() -> list[str]:
     return sorted(p.as_posix() for p in pages if "_static" not in p.parts)
 
 
+def toc_chapters() -> list[str]:
+    """The chapters of _toc.yml, e.g. 'chapters/02_transformer_architecture', in order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    return [
+        chapter["file"]
+        for part in toc.get("parts", [])
+        for chapter in part.get("chapters", [])
+        if chapter["file"].startswith("chapters/")
+    ]
+
+
+def deck_of(chapter: str) -> str:
+    """A chapter's deck, relative to the root of the built book (see slides/build_decks.py)."""
+    return f"slides/{Path(chapter).name}.slides.html"
+
+
 PAGES = built_pages()
+CHAPTERS = toc_chapters()
+DECKS = [deck_of(chapter) for chapter in CHAPTERS]
+SCREENSHOTS = os.environ.get("BOOK_SCREENSHOTS")
+MIN_SLIDES = 8
+
+
+def is_deck(name: str) -> bool:
+    return name.startswith("slides/") and name.endswith(".slides.html")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -121,9 +153,53 @@ Promise.all([decoded, hasMathJax ? typeset : null]).then(() => done(null));
 """
 
 
-@pytest.fixture(params=PAGES or ["<not built>"])
+# Resolves once reveal.js has laid the deck out.
+_REVEAL_READY = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  if (window.Reveal && Reveal.isReady && Reveal.isReady()) { done(true); }
+  else if (Date.now() - start > 15000) { done(false); }
+  else { setTimeout(poll, 50); }
+})();
+"""
+
+
+def _screenshot(driver, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(SCREENSHOTS) / name))
+
+
+# What is left of a formula in a deck's slide text (code, rendered math and scripts removed)
+# was never typeset.
+_DECK_PROSE = """
+const slides = document.querySelector('.reveal .slides').cloneNode(true);
+slides.querySelectorAll('pre, code, mjx-container, script, style').forEach(el => el.remove());
+return slides.textContent;
+"""
+
+# Everything the page checks need, read from the page in one go once it has settled.
+_SNAPSHOT = """
+const q = sel => document.querySelectorAll(sel);
+return {
+  readyState: document.readyState,
+  brokenImages: Array.from(document.images)
+    .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src),
+  mathNodes: q('.math').length,
+  untypeset: Array.from(q('.math'))
+    .filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 80)),
+  mjxContainers: q('mjx-container').length,
+  visibleText: document.body.innerText,
+};
+"""
+
+
+# Module scope: pytest runs every check of one page before loading the next, so each page and
+# deck is loaded once; the checks read the snapshot taken here.
+@pytest.fixture(scope="module", params=PAGES or ["<not built>"])
 def page(request, browser, base_url):
-    """Loads one page with empty logs and returns what the checks need."""
+    """Loads one page (or deck) with empty logs and returns what the checks need."""
     if not PAGES:
         pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first")
     from selenium.webdriver.support.ui import WebDriverWait
@@ -137,18 +213,26 @@ def page(request, browser, base_url):
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
     browser.execute_async_script(_SETTLE)
+    deck = is_deck(request.param)
+    if deck:
+        assert browser.execute_async_script(_REVEAL_READY), f"{request.param}: reveal.js not ready"
+    elif SCREENSHOTS and request.param in ("intro.html", f"{CHAPTERS[0]}.html" if CHAPTERS else ""):
+        _screenshot(browser, request.param.replace("/", "_") + ".png")
+    snapshot = browser.execute_script(_SNAPSHOT)
     return {
         "name": request.param,
-        "driver": browser,
+        "deck": deck,
+        "deck_prose": browser.execute_script(_DECK_PROSE) if deck else "",
         "console": browser.get_log("browser"),
         "requests": _requested_urls(browser.get_log("performance")),
+        **snapshot,
     }
 
 
 def test_page_loads_without_console_errors(page):
     severe = [entry["message"] for entry in page["console"] if entry["level"] == "SEVERE"]
     assert severe == [], f"{page['name']}: {severe}"
-    assert page["driver"].execute_script("return document.readyState") == "complete"
+    assert page["readyState"] == "complete"
 
 
 def test_page_requests_nothing_outside_the_book(page):
@@ -163,23 +247,94 @@ def test_page_requests_nothing_outside_the_book(page):
 
 
 def test_page_images_are_displayed(page):
-    broken = page["driver"].execute_script(
-        "return Array.from(document.images)"
-        ".filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src);"
-    )
+    broken = page["brokenImages"]
     assert broken == [], f"{page['name']}: images that did not load: {broken}"
 
 
 def test_page_math_is_typeset_by_mathjax(page):
-    driver = page["driver"]
-    math_nodes = driver.execute_script("return document.querySelectorAll('.math').length;")
-    if math_nodes == 0:
+    if page["deck"]:
+        leftover = re.findall(
+            r"\$\$|\\(?:frac|sqrt|mathrm|top|sum|left|right)\b", page["deck_prose"]
+        )
+        assert leftover == [], f"{page['name']}: math left as source: {leftover[:5]}"
+        source = (HTML / page["name"]).read_text(encoding="utf-8")
+        if "$" not in source.split('<div class="slides">', 1)[-1]:
+            pytest.skip(f"{page['name']} has no math")
+        assert page["mjxContainers"] > 0, f"{page['name']}: no math typeset"
+        return
+    if page["mathNodes"] == 0:
         pytest.skip(f"{page['name']} has no math")
-    untypeset = driver.execute_script(
-        "return Array.from(document.querySelectorAll('.math'))"
-        ".filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 80));"
+    assert page["untypeset"] == [], f"{page['name']}: math left as source: {page['untypeset']}"
+    assert page["mjxContainers"] > 0
+    assert "$$" not in page["visibleText"], f"{page['name']}: raw $$ in the visible text"
+
+
+# ---------------------------------------------------------------- decks and their links
+
+
+@pytest.fixture(params=DECKS or ["<no chapter>"])
+def deck(request, browser, base_url):
+    """Loads one chapter's deck in a 1280 x 720 window, reveal.js ready."""
+    if not DECKS:
+        pytest.skip("_toc.yml lists no chapter")
+    if not (HTML / request.param).is_file():
+        pytest.fail(f"{request.param} was not built (make book builds the decks)")
+    browser.set_window_size(1280, 720)
+    try:
+        browser.get(base_url + request.param)
+        browser.execute_async_script(_SETTLE)
+        assert browser.execute_async_script(_REVEAL_READY), f"{request.param}: reveal.js not ready"
+        yield {"name": request.param, "driver": browser}
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+def test_deck_has_slides_reaches_its_last_and_has_speaker_notes(deck):
+    driver, name = deck["driver"], deck["name"]
+    total = driver.execute_script("return Reveal.getTotalSlides();")
+    assert total >= MIN_SLIDES, f"{name}: {total} slides, expected at least {MIN_SLIDES}"
+    assert driver.execute_script("return Reveal.isFirstSlide();")
+    # The first slide worth a look: the first one with a figure (else the second slide).
+    indices = driver.execute_script(
+        "const s = Array.from(document.querySelectorAll('.reveal .slides section'))"
+        "  .find(el => !el.querySelector('section') && el.querySelector('img'));"
+        "return s ? Reveal.getIndices(s) : {h: 1, v: 0};"
     )
-    assert untypeset == [], f"{page['name']}: math left as source: {untypeset}"
-    assert driver.execute_script("return document.querySelectorAll('mjx-container').length;") > 0
-    visible = driver.execute_script("return document.body.innerText;")
-    assert "$$" not in visible, f"{page['name']}: raw $$ in the visible text"
+    driver.execute_script("Reveal.slide(arguments[0].h, arguments[0].v);", indices)
+    _screenshot(driver, name.replace("/", "_").replace(".html", ".png"))
+    # Step through every slide and fragment with Reveal.next(), as a presenter would.
+    steps = driver.execute_script(
+        "Reveal.slide(0, 0); let n = 0;"
+        "while (!(Reveal.isLastSlide() && !Reveal.availableFragments().next) && n < 2000)"
+        "  { Reveal.next(); n++; }"
+        "return n;"
+    )
+    assert driver.execute_script("return Reveal.isLastSlide();"), f"{name}: never reached the end"
+    assert steps >= total - 1, f"{name}: reached the end in {steps} steps, has {total} slides"
+    notes = driver.execute_script(
+        "return Array.from(document.querySelectorAll('aside.notes'))"
+        ".filter(el => el.textContent.trim()).length;"
+    )
+    assert notes >= 1, f"{name}: no speaker notes (aside.notes)"
+    # Nothing on a slide is cut off sideways at 1280 x 720 (tall slides scroll).
+    wide = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.reveal .slides section img'))"
+        ".filter(img => img.naturalWidth > 0 && img.getBoundingClientRect().width > 1280 + 1)"
+        ".length;"
+    )
+    assert wide == 0, f"{name}: {wide} figures wider than the slide"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page_links_to_its_deck_and_notebook(chapter, browser, base_url):
+    if not PAGES:
+        pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first")
+    browser.get(base_url + f"{chapter}.html")
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('a'))"
+        ".map(a => [a.textContent.trim(), a.href]);"
+    )
+    deck_url = base_url + deck_of(chapter)
+    assert ["Slides for this chapter", deck_url] in hrefs, f"{chapter}.html: no link to {deck_url}"
+    notebook_url = base_url + f"_sources/{chapter}.ipynb"
+    assert notebook_url in [href for _, href in hrefs], f"{chapter}.html: no link to its .ipynb"
