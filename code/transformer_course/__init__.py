@@ -3,6 +3,8 @@
 One module per concept of the lecture notes, each checked against ``torch.nn``:
 
 - ``runtime``: seeding, device choice, deterministic set-up, rounded printing;
+- ``rnn``, ``tasks`` and ``train``: the recurrent baseline of chapter 1, the synthetic long-range
+  task and the training loop that chapters 1 and 5 share;
 - ``attention``: scaled dot-product and multi-head attention;
 - ``positional`` and ``embedding``: what enters the encoder;
 - ``encoder``: feed-forward network, encoder layer, the stack;
@@ -21,12 +23,15 @@ from . import (
     encoder,
     positional,
     pretrained,
+    rnn,
     runtime,
+    tasks,
     tokenization,
+    train,
 )
 
 __version__ = "0.1.0"
 __all__ = [
-    "analysis", "attention", "diagnostics", "embedding", "encoder", "positional", "pretrained", "runtime",
-    "tokenization",
+    "analysis", "attention", "diagnostics", "embedding", "encoder", "positional", "pretrained", "rnn",
+    "runtime", "tasks", "tokenization", "train",
 ]

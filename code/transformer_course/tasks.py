@@ -1,0 +1,229 @@
+"""Synthetic sequence tasks, seeded and split into disjoint train and test sets.
+
+Two tasks, both small enough to train on a laptop CPU in seconds:
+
+- **long-range recall** (chapter 1, trained again in chapter 5): a sequence
+  ``[s, n_1, ..., n_d, Q]`` whose answer ``s`` sits ``d`` distractors before the query token
+  ``Q``; the model must output ``s`` when it reads ``Q``. Changing ``d`` changes only how far
+  back the answer lies, so accuracy against ``d`` measures how far a model's memory reaches.
+- **copy through one state** (chapter 1): reproduce every symbol of a sequence; used to show that
+  a single fixed-size vector must carry the whole input in an RNN encoder-decoder.
+
+Everything chapter 5 needs to re-create chapter 1's runs is a constant here: the vocabulary,
+:data:`DISTANCES`, :data:`CHANCE` and the default sizes of :class:`RecallTask`.
+
+Token ids of the recall task::
+
+    0 .. 7     answer symbols (s is one of them)         NUM_ANSWERS = 8
+    8 .. 15    distractor symbols (the n_i)              NUM_DISTRACTORS = 8
+    16         the query token Q                         QUERY
+                                                         VOCAB_SIZE = 17
+
+Legend: N examples, T length (T = d + 2 for recall), d distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "NUM_ANSWERS",
+    "NUM_DISTRACTORS",
+    "QUERY",
+    "VOCAB_SIZE",
+    "CHANCE",
+    "DISTANCES",
+    "RecallTask",
+    "SplitData",
+    "make_recall_data",
+    "make_copy_data",
+]
+
+NUM_ANSWERS = 8  # symbols the answer s is drawn from (ids 0 .. 7)
+NUM_DISTRACTORS = 8  # symbols the n_i are drawn from (ids 8 .. 15), none of them an answer
+QUERY = NUM_ANSWERS + NUM_DISTRACTORS  # id 16: "now say s"
+VOCAB_SIZE = QUERY + 1  # 17 ids in all
+CHANCE = 1.0 / NUM_ANSWERS  # accuracy of a model that guesses: 0.125
+DISTANCES = (5, 10, 25, 50)  # the grid of distances d of chapters 1 and 5 (each under 60 s of CPU)
+
+
+@dataclass(frozen=True)
+class RecallTask:
+    """One long-range recall data set: its distance, sizes, seed and kind of distractors.
+
+    The defaults are the runs of chapters 1 and 5; ``RecallTask(d).make()`` re-creates them.
+    """
+
+    distance: int  # d: distractors between the answer s and the query Q (T = d + 2)
+    num_train: int = 4096  # training examples
+    num_test: int = 1024  # test examples, none of them equal to a training example
+    seed: int = 0  # seeds the draw; same seed, same data on every machine
+    shared_symbols: bool = False  # True: distractors come from the 8 answer symbols too
+
+    def make(self) -> SplitData:
+        """Draw the data set (see :func:`make_recall_data`)."""
+        return make_recall_data(
+            self.distance, self.num_train, self.num_test, self.seed, self.shared_symbols
+        )
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """Inputs and targets of a task, split into disjoint train and test sets.
+
+    Shape:
+        recall: ``train_inputs`` (N_train, T) ids, ``train_targets`` (N_train,);
+        copy: ``train_inputs`` and ``train_targets`` both (N_train, T). Same for test.
+    """
+
+    train_inputs: torch.Tensor
+    train_targets: torch.Tensor
+    test_inputs: torch.Tensor
+    test_targets: torch.Tensor
+
+
+def _check_int(value: object, name: str, minimum: int) -> None:
+    """Raise TypeError unless ``value`` is an int (not a bool), ValueError if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+
+
+def _distinct_rows(draw, total: int, generator: torch.Generator) -> torch.Tensor:
+    """``total`` distinct rows from ``draw(n, generator) -> (n, T)``, kept in the order drawn."""
+    seen: set[bytes] = set()
+    rows: list[torch.Tensor] = []
+    while len(rows) < total:
+        for row in draw(total - len(rows), generator):  # (n, T) -> rows (T,)
+            key = row.numpy().tobytes()
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    return torch.stack(rows)  # (total, T)
+
+
+def _split(inputs: torch.Tensor, targets: torch.Tensor, num_train: int) -> SplitData:
+    """The first ``num_train`` rows for training, the rest for testing."""
+    return SplitData(inputs[:num_train], targets[:num_train], inputs[num_train:], targets[num_train:])
+
+
+def make_recall_data(
+    distance: int,
+    num_train: int = 4096,
+    num_test: int = 1024,
+    seed: int = 0,
+    shared_symbols: bool = False,
+) -> SplitData:
+    """The long-range recall task: ``[s, n_1, ..., n_d, Q]`` -> ``s``.
+
+    ``s`` is drawn uniformly from the :data:`NUM_ANSWERS` answer symbols, each ``n_i``
+    uniformly from the :data:`NUM_DISTRACTORS` distractor symbols (or, with
+    ``shared_symbols=True``, from the answer symbols themselves), and the last token is
+    :data:`QUERY`. The target is ``s``, read at the query position; guessing scores
+    :data:`CHANCE`.
+
+    With distinct distractor symbols, ``s`` is the only answer symbol in the sequence, so a model
+    that can look at every position (the encoder of chapter 5) finds it by its content. With
+    ``shared_symbols=True`` it must find it by its position (the first one), a harder problem.
+
+    The examples are drawn from ``torch.Generator().manual_seed(seed)``, duplicates dropped, and
+    split into the first ``num_train`` for training and the next ``num_test`` for testing, so no
+    test sequence appears in the training set. Same arguments, same tensors, on any machine.
+
+    Args:
+        distance: d >= 1, the number of distractors between ``s`` and ``Q``.
+        num_train: training examples. Default: 4096.
+        num_test: test examples. Default: 1024.
+        seed: seed of the draw. Default: 0.
+        shared_symbols: draw the distractors from the answer symbols. Default: False.
+
+    Shape:
+        inputs (N, T) int64 ids in [0, VOCAB_SIZE) with T = d + 2; targets (N,) int64 in
+        [0, NUM_ANSWERS).
+
+    Raises:
+        TypeError: if an argument is not an int (``shared_symbols``: not a bool).
+        ValueError: if ``distance`` < 1, a size < 1, or more examples are asked for than there
+            are distinct sequences.
+
+    Examples:
+        >>> data = make_recall_data(distance=3, num_train=4, num_test=2)
+        >>> tuple(data.train_inputs.shape), tuple(data.test_targets.shape)
+        ((4, 5), (2,))
+        >>> bool((data.train_inputs[:, -1] == QUERY).all())
+        True
+        >>> bool((data.train_inputs[:, 0] == data.train_targets).all())
+        True
+    """
+    _check_int(distance, "distance", 1)
+    _check_int(num_train, "num_train", 1)
+    _check_int(num_test, "num_test", 1)
+    _check_int(seed, "seed", 0)
+    if not isinstance(shared_symbols, bool):
+        raise TypeError(f"shared_symbols: expected a bool, got {type(shared_symbols).__name__}")
+    first, count = (0, NUM_ANSWERS) if shared_symbols else (NUM_ANSWERS, NUM_DISTRACTORS)
+    total = num_train + num_test
+    distinct = NUM_ANSWERS * count**distance
+    if total > distinct:
+        raise ValueError(
+            f"num_train + num_test: asked for {total} examples, but distance {distance} allows "
+            f"only {distinct} distinct sequences"
+        )
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        answers = torch.randint(0, NUM_ANSWERS, (n, 1), generator=generator)  # (n, 1)
+        gap = torch.randint(first, first + count, (n, distance), generator=generator)  # (n, d)
+        query = torch.full((n, 1), QUERY)  # (n, 1)
+        return torch.cat([answers, gap, query], dim=1)  # (n, d + 2)
+
+    inputs = _distinct_rows(draw, total, torch.Generator().manual_seed(seed))  # (N, T)
+    targets = inputs[:, 0].clone()  # (N,): s, the first token
+    return _split(inputs, targets, num_train)
+
+
+def make_copy_data(
+    length: int,
+    num_symbols: int = NUM_ANSWERS,
+    num_train: int = 4096,
+    num_test: int = 1024,
+    seed: int = 0,
+) -> SplitData:
+    """The copy task: a sequence of ``length`` random symbols, to be reproduced in full.
+
+    Each symbol is uniform over ``num_symbols`` ids (0 .. num_symbols - 1); the targets are the
+    inputs themselves. Guessing scores ``1 / num_symbols`` per symbol. Drawn, de-duplicated and
+    split like :func:`make_recall_data`.
+
+    Args:
+        length: T >= 1, symbols per sequence.
+        num_symbols: V >= 2, the alphabet. Default: 8.
+        num_train, num_test, seed: as in :func:`make_recall_data`.
+
+    Shape:
+        inputs and targets: (N, T) int64 ids in [0, V).
+
+    Examples:
+        >>> data = make_copy_data(length=6, num_train=3, num_test=1)
+        >>> tuple(data.train_inputs.shape), bool((data.train_inputs == data.train_targets).all())
+        ((3, 6), True)
+    """
+    _check_int(length, "length", 1)
+    _check_int(num_symbols, "num_symbols", 2)
+    _check_int(num_train, "num_train", 1)
+    _check_int(num_test, "num_test", 1)
+    _check_int(seed, "seed", 0)
+    total = num_train + num_test
+    if total > num_symbols**length:
+        raise ValueError(
+            f"num_train + num_test: asked for {total} examples, but length {length} allows only "
+            f"{num_symbols**length} distinct sequences"
+        )
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, num_symbols, (n, length), generator=generator)  # (n, T)
+
+    inputs = _distinct_rows(draw, total, torch.Generator().manual_seed(seed))  # (N, T)
+    return _split(inputs, inputs.clone(), num_train)
