@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-from hypothesis import HealthCheck, settings
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot is imported anywhere: tests never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property tests run the same examples on every machine (no flaky CI); `HYPOTHESIS_PROFILE=dev`
 # explores new random examples instead.
@@ -41,3 +46,11 @@ def _two_threads():
     torch.set_num_threads(min(before, 2))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def ax():
+    """A fresh matplotlib Axes, closed after the test."""
+    fig, axes = plt.subplots()
+    yield axes
+    plt.close(fig)

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.patches
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")  # before pyplot: tests never open a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from transformer_course import plots  # noqa: E402
-
-
-@pytest.fixture
-def ax():
-    fig, axes = plt.subplots()
-    yield axes
-    plt.close(fig)
+from transformer_course import plots
 
 
 def _ticks(labels) -> list[str]:

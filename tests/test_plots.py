@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import doctest
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.patches import FancyBboxPatch
 
-matplotlib.use("Agg")  # before pyplot: tests never open a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-
-from transformer_course import plots  # noqa: E402
-
-
-@pytest.fixture
-def ax():
-    fig, axes = plt.subplots()
-    yield axes
-    plt.close(fig)
+from transformer_course import plots
 
 
 def _texts(ax) -> list[str]:
