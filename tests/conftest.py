@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -15,6 +17,10 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property tests run the same examples on every machine (no flaky CI); `HYPOTHESIS_PROFILE=dev`
 # explores new random examples instead.
+# The chapter list and deck paths come from the deck builder itself (slides/build_decks.py), so
+# the tests check exactly what `make book` builds.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slides"))
+
 settings.register_profile(
     "ci",
     max_examples=40,

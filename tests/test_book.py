@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
+from build_decks import deck_path, toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -32,19 +33,6 @@ FETCHING_ATTRS = {
     "embed": ("src",),
     "object": ("data",),
 }
-
-
-def toc_entries() -> list[str]:
-    """The files named in _toc.yml (root first), without extension, in order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    entries = [toc["root"]]
-    for part in toc.get("parts", []):
-        entries += [chapter["file"] for chapter in part.get("chapters", [])]
-    return entries
-
-
-def toc_chapters() -> list[str]:
-    return [entry for entry in toc_entries() if entry.startswith("chapters/")]
 
 
 def built_pages() -> list[Path]:
@@ -216,11 +204,6 @@ def numbered_chapters() -> list[str]:
     return [chapter for chapter in toc_chapters() if CHAPTER_NAME.match(chapter)]
 
 
-def deck_of(chapter: str) -> str:
-    """A chapter's deck, relative to the built book (slides/build_decks.py writes it there)."""
-    return f"slides/{Path(chapter).name}.slides.html"
-
-
 def solution_cell_ids(notebook: dict) -> list[str]:
     """Ids of every cell of an exercise solution: a {solution} cell, or {solution-start} to end."""
     ids, inside = [], False
@@ -277,22 +260,22 @@ def test_chapter_page_links_to_its_deck(chapter):
     match = re.search(r'<a [^>]*href="([^"]+)"[^>]*>Slides for this chapter</a>', html)
     assert match, f"{chapter}.html has no 'Slides for this chapter' link"
     target = (page.parent / match.group(1)).resolve()
-    assert target == (HTML / deck_of(chapter)).resolve()
-    assert target.is_file(), f"{deck_of(chapter)} was not built"
+    assert target == (HTML / deck_path(chapter)).resolve()
+    assert target.is_file(), f"{deck_path(chapter)} was not built"
 
 
 def test_decks_are_exactly_the_chapters_of_the_toc():
     needs_build()
     built = {p.relative_to(HTML).as_posix() for p in (HTML / "slides").glob("*.slides.html")}
-    assert built == {deck_of(chapter) for chapter in toc_chapters()}
+    assert built == {deck_path(chapter) for chapter in toc_chapters()}
 
 
 @pytest.mark.parametrize("chapter", toc_chapters())
 def test_deck_shows_its_slide_cells_and_never_a_solution(chapter):
     """Every cell the metadata puts on a slide (or in the notes) is in the deck; no solution is."""
     needs_build()
-    deck = HTML / deck_of(chapter)
-    assert deck.is_file(), f"{deck_of(chapter)} was not built"
+    deck = HTML / deck_path(chapter)
+    assert deck.is_file(), f"{deck_path(chapter)} was not built"
     html = deck.read_text(encoding="utf-8")
     notebook = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
     solutions = set(solution_cell_ids(notebook))

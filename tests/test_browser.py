@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
+from build_decks import deck_path, toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -43,25 +43,9 @@ def built_pages() -> list[str]:
     return sorted(p.as_posix() for p in pages if "_static" not in p.parts)
 
 
-def toc_chapters() -> list[str]:
-    """The chapters of _toc.yml, e.g. 'chapters/02_transformer_architecture', in order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    return [
-        chapter["file"]
-        for part in toc.get("parts", [])
-        for chapter in part.get("chapters", [])
-        if chapter["file"].startswith("chapters/")
-    ]
-
-
-def deck_of(chapter: str) -> str:
-    """A chapter's deck, relative to the root of the built book (see slides/build_decks.py)."""
-    return f"slides/{Path(chapter).name}.slides.html"
-
-
 PAGES = built_pages()
 CHAPTERS = toc_chapters()
-DECKS = [deck_of(chapter) for chapter in CHAPTERS]
+DECKS = [deck_path(chapter) for chapter in CHAPTERS]
 SCREENSHOTS = os.environ.get("BOOK_SCREENSHOTS")
 MIN_SLIDES = 8
 
@@ -334,7 +318,7 @@ def test_chapter_page_links_to_its_deck_and_notebook(chapter, browser, base_url)
         "return Array.from(document.querySelectorAll('a'))"
         ".map(a => [a.textContent.trim(), a.href]);"
     )
-    deck_url = base_url + deck_of(chapter)
+    deck_url = base_url + deck_path(chapter)
     assert ["Slides for this chapter", deck_url] in hrefs, f"{chapter}.html: no link to {deck_url}"
     notebook_url = base_url + f"_sources/{chapter}.ipynb"
     assert notebook_url in [href for _, href in hrefs], f"{chapter}.html: no link to its .ipynb"
