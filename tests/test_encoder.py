@@ -149,6 +149,29 @@ def test_pre_ln_stack_ends_with_final_norm_post_ln_does_not():
     assert Encoder(2, 8, 2, 16, norm_first=False).norm is None
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_layer_without_residual_drops_only_the_skip_connections(norm_first):
+    torch.manual_seed(4)
+    layer = EncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first, residual=False).eval()
+    x = torch.randn(2, 5, 8)
+    attn = lambda h: layer.self_attn(h)[0]  # noqa: E731
+    if norm_first:
+        h = attn(layer.norm1(x))
+        expected = layer.feed_forward(layer.norm2(h))
+    else:
+        h = layer.norm1(attn(x))
+        expected = layer.norm2(layer.feed_forward(h))
+    torch.testing.assert_close(layer(x), expected)
+    with_residual = EncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first).eval()
+    with_residual.load_state_dict(layer.state_dict())
+    assert not torch.allclose(with_residual(x), layer(x), atol=1e-3)  # the switch changes the output
+    assert "residual=False" in repr(layer) and "residual" not in repr(with_residual)
+    with pytest.raises(TypeError, match="residual: expected a bool, got int"):
+        EncoderLayer(8, 2, 16, residual=1)
+    stack = Encoder(3, 8, 2, 16, norm_first=norm_first, residual=False)
+    assert all(not each.residual for each in stack.layers)
+
+
 def test_feed_forward_acts_on_each_position_alone():
     torch.manual_seed(2)
     ff = FeedForward(8, 32, activation="gelu")

@@ -127,6 +127,18 @@ def test_distance_grid_repeats_the_same_runs_as_train():
     by_hand = train.train(model, data, train.TrainConfig(steps=6), seed=1, device="cpu")
     assert by_hand.losses == grid.runs[(10, 1)].losses
     assert grid.accuracy[1, 1] == by_hand.final_accuracy
+    # The trained model of each run is kept, in eval mode, and scores what the run reported.
+    kept = grid.models[(10, 1)]
+    assert set(grid.models) == set(grid.runs) and not kept.training
+    assert train.evaluate(kept, data.test_inputs, data.test_targets) == grid.accuracy[1, 1]
+    torch.testing.assert_close(kept.state_dict(), model.state_dict(), rtol=0, atol=0)
+
+
+def test_encoder_classifier_passes_norm_placement_and_residual_to_its_encoder():
+    model = train.EncoderClassifier(d_model=8, num_heads=2, num_layers=3, norm_first=True, residual=False)
+    assert model.encoder.norm is not None
+    assert all(layer.norm_first and not layer.residual for layer in model.encoder.layers)
+    assert model(torch.zeros(2, 5, dtype=torch.long)).shape == (2, 8)
 
 
 def test_training_threads_are_restored():

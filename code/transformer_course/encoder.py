@@ -101,6 +101,10 @@ class EncoderLayer(nn.Module):
         x = x + dropout1(self_attn(norm1(x)))
         x = x + dropout2(feed_forward(norm2(x)))
 
+    With ``residual=False`` the ``x +`` of both sub-layers is dropped (post-LN:
+    ``x = norm1(self_attn(x))``; pre-LN: ``x = self_attn(norm1(x))``). No model uses that; it
+    exists so that chapter 5 can measure what the residual connections buy.
+
     Args:
         d_model: width D.
         num_heads: attention heads H; D must be divisible by H.
@@ -110,6 +114,7 @@ class EncoderLayer(nn.Module):
         activation: ``"relu"`` or ``"gelu"``. Default: ``"relu"``.
         norm_first: pre-LN if True, post-LN if False. Default: False.
         layer_norm_eps: the epsilon of both layer norms. Default: 1e-5.
+        residual: keep the residual connections (every real model does). Default: True.
 
     Shape:
         x: (B, T, D); attention_mask (True = may attend): (B, T) or broadcastable to
@@ -131,10 +136,14 @@ class EncoderLayer(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        residual: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(residual, bool):
+            raise TypeError(f"residual: expected a bool, got {type(residual).__name__}")
         self.d_model = d_model
         self.norm_first = norm_first
+        self.residual = residual
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.feed_forward = FeedForward(d_model, d_ff, activation=activation, dropout=dropout)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -143,7 +152,7 @@ class EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def extra_repr(self) -> str:
-        return f"norm_first={self.norm_first}"
+        return f"norm_first={self.norm_first}" + ("" if self.residual else ", residual=False")
 
     def _attend(
         self, x: torch.Tensor, attention_mask: torch.Tensor | None, need_weights: bool
@@ -151,6 +160,10 @@ class EncoderLayer(nn.Module):
         """The attention sub-layer's output (before the residual), and its weights if asked."""
         out, weights = self.self_attn(x, attention_mask=attention_mask, need_weights=need_weights)
         return self.dropout1(out), weights
+
+    def _add(self, x: torch.Tensor, sublayer_out: torch.Tensor) -> torch.Tensor:
+        """The residual connection ``x + sublayer_out``, or ``sublayer_out`` alone without it."""
+        return x + sublayer_out if self.residual else sublayer_out
 
     def forward(
         self,
@@ -161,12 +174,12 @@ class EncoderLayer(nn.Module):
         _check_encoder_input(x, self.d_model)
         if self.norm_first:
             attended, weights = self._attend(self.norm1(x), attention_mask, return_attention)
-            x = x + attended
-            x = x + self.dropout2(self.feed_forward(self.norm2(x)))
+            x = self._add(x, attended)
+            x = self._add(x, self.dropout2(self.feed_forward(self.norm2(x))))
         else:
             attended, weights = self._attend(x, attention_mask, return_attention)
-            x = self.norm1(x + attended)
-            x = self.norm2(x + self.dropout2(self.feed_forward(x)))
+            x = self.norm1(self._add(x, attended))
+            x = self.norm2(self._add(x, self.dropout2(self.feed_forward(x))))
         return (x, weights) if return_attention else x
 
     @classmethod
@@ -209,7 +222,7 @@ class Encoder(nn.Module):
 
     Args:
         num_layers: number of layers L.
-        d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps:
+        d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps, residual:
             as in :class:`EncoderLayer`.
 
     Shape:
@@ -234,12 +247,13 @@ class Encoder(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         _check_positive_int(num_layers, "num_layers")
         self.d_model = d_model
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
+            EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps, residual)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None

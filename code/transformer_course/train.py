@@ -347,6 +347,8 @@ class EncoderClassifier(nn.Module):
         d_ff: feed-forward width. Default: 4 D.
         max_len: longest sequence accepted. Default: 512.
         vocab_size, num_classes: as in :class:`RecurrentClassifier`.
+        norm_first: pre-LN instead of post-LN. Default: False.
+        residual: keep the residual connections. Default: True.
 
     Shape:
         input_ids (B, T), T <= max_len -> logits (B, C)
@@ -366,11 +368,15 @@ class EncoderClassifier(nn.Module):
         max_len: int = 512,
         vocab_size: int = VOCAB_SIZE,
         num_classes: int = NUM_ANSWERS,
+        norm_first: bool = False,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         d_ff = 4 * d_model if d_ff is None else d_ff
         self.embed = InputEmbedding(vocab_size, d_model, max_len)
-        self.encoder = Encoder(num_layers, d_model, num_heads, d_ff, dropout=0.0)
+        self.encoder = Encoder(
+            num_layers, d_model, num_heads, d_ff, dropout=0.0, norm_first=norm_first, residual=residual
+        )
         self.readout = nn.Linear(d_model, num_classes)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -415,6 +421,7 @@ class GridResult:
     accuracy: np.ndarray  # (len(distances), len(seeds)): final test accuracy of each run
     runs: dict[tuple[int, int], TrainResult]  # (distance, seed) -> its TrainResult
     seconds: float  # wall-clock time of the whole grid (data, models and training)
+    models: dict[tuple[int, int], nn.Module] = field(default_factory=dict)  # trained, in eval mode
 
     def mean_accuracy(self) -> np.ndarray:
         """Accuracy averaged over the seeds, one per distance: (len(distances),)."""
@@ -486,6 +493,7 @@ def run_distance_grid(
 
     accuracy = np.zeros((len(distances), len(seeds)))
     runs: dict[tuple[int, int], TrainResult] = {}
+    models: dict[tuple[int, int], nn.Module] = {}
     start = time.perf_counter()
     total = len(distances) * len(seeds) * steps
     with _threads(num_threads), tqdm(total=total, desc="distance grid", **_bar_switch(progress)) as bar:
@@ -499,8 +507,9 @@ def run_distance_grid(
                 _check_model(net)
                 run = _train(net, data, config, seed, device, bar)
                 runs[(distance, seed)] = run
+                models[(distance, seed)] = net
                 accuracy[i, j] = run.final_accuracy
-    return GridResult(distances, seeds, accuracy, runs, time.perf_counter() - start)
+    return GridResult(distances, seeds, accuracy, runs, time.perf_counter() - start, models)
 
 
 # ---------------------------------------------------------------- the encoder-decoder bottleneck
