@@ -230,3 +230,65 @@ def test_format_power_of_ten_rejects_bad_input():
         diagnostics.format_power_of_ten(float("nan"))
     with pytest.raises(ValueError, match="digits"):
         diagnostics.format_power_of_ten(1.0, digits=0)
+
+
+def _recall_batch(distance=10, n=128):
+    from transformer_course import tasks
+
+    data = tasks.RecallTask(distance, num_train=n, num_test=16).make()
+    return data.train_inputs, data.train_targets
+
+
+def test_position_spread_is_zero_for_identical_positions_and_scale_free():
+    x = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(0))
+    assert diagnostics.position_spread(x.mean(dim=1, keepdim=True).expand(3, 6, 4)) < 1e-6
+    assert math.isclose(diagnostics.position_spread(x), diagnostics.position_spread(5 * x), rel_tol=1e-5)
+    assert 0.5 < diagnostics.position_spread(x) <= 1.0
+    with pytest.raises(ValueError, match=r"x: expected shape \(B, T, D\), got \(6, 4\)"):
+        diagnostics.position_spread(x[0])
+
+
+def test_layer_statistics_gradients_equal_autograd_and_leave_no_grad_behind():
+    from transformer_course import train
+
+    ids, targets = _recall_batch()
+    torch.manual_seed(0)
+    model = train.EncoderClassifier(d_model=16, num_heads=2, num_layers=3)
+    stats = diagnostics.layer_statistics(model, ids, targets)
+    assert len(stats.input_grad_norms) == len(stats.param_grad_norms) == 3 and len(stats.spread) == 4
+    assert all(p.grad is None for p in model.parameters())
+    # By hand: the gradient reaching layer 1's input is the gradient at the embeddings' output.
+    x = model.embed(ids).detach().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model.readout(model.encoder(x)[:, -1]), targets)
+    (grad_x,) = torch.autograd.grad(loss, x, retain_graph=True)
+    assert math.isclose(stats.input_grad_norms[0], grad_x.norm().item(), rel_tol=1e-5)
+    assert math.isclose(stats.loss, loss.item(), rel_tol=1e-6)
+    loss.backward()
+    by_hand = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.encoder.layers[2].parameters()))
+    assert math.isclose(stats.param_grad_norms[2], by_hand, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_without_residuals_every_position_collapses_to_one_vector(norm_first):
+    from transformer_course import train
+
+    ids, targets = _recall_batch()
+    spreads = {}
+    for residual in (True, False):
+        torch.manual_seed(0)
+        model = train.EncoderClassifier(d_model=32, num_heads=4, num_layers=6, norm_first=norm_first,
+                                        residual=residual)
+        spreads[residual] = diagnostics.layer_statistics(model, ids, targets).spread
+    assert min(spreads[True]) > 0.3  # with residuals the tokens stay distinguishable
+    assert max(spreads[False][3:]) < 0.01  # without, a few layers of averaging erase them
+
+
+def test_layer_statistics_rejects_other_models():
+    ids, targets = _recall_batch(n=8)
+    with pytest.raises(TypeError, match=r"model: expected a module with \.embed.*without \.embed"):
+        diagnostics.layer_statistics(nn.Linear(2, 2), ids, targets)
+    from transformer_course import train
+
+    model = train.EncoderClassifier(d_model=8, num_heads=2, num_layers=1)
+    with pytest.raises(ValueError, match=r"input_ids, targets: expected shapes"):
+        diagnostics.layer_statistics(model, ids, targets[:3])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from transformer_course.embedding import InputEmbedding, TokenEmbedding
@@ -82,3 +83,18 @@ def test_input_embedding_gives_order_to_identical_tokens():
         out = embed(torch.tensor([[4, 4, 4]]))
         assert out.shape == (1, 3, 8)
         assert not torch.allclose(out[0, 0], out[0, 1])  # same token, different positions
+
+
+def test_input_embedding_without_positions_is_the_scaled_token_lookup_alone():
+    torch.manual_seed(3)
+    none = InputEmbedding(vocab_size=5, d_model=8, max_len=10, positional="none")
+    sinusoidal = InputEmbedding(vocab_size=5, d_model=8, max_len=10)
+    sinusoidal.load_state_dict(none.state_dict())  # neither has a learned position table
+    ids = torch.tensor([[4, 4, 1]])
+    out = none(ids)
+    assert torch.equal(out[0, 0], out[0, 1])  # same token, same vector: no order at all
+    torch.testing.assert_close(out, none.tokens(ids))
+    # The only difference from the sinusoidal embedding is the table.
+    torch.testing.assert_close(sinusoidal(ids) - out, sinusoidal_encoding(3, 8)[None])
+    with pytest.raises(ValueError, match=r"positional: expected .*'learned' or 'none', got 'rotary'"):
+        InputEmbedding(vocab_size=5, d_model=8, max_len=10, positional="rotary")

@@ -86,6 +86,27 @@ def file_tensors():
 
 # ----- parity -----------------------------------------------------------------------------
 
+def test_recorded_reference_values_are_those_of_the_live_reference(loaded, reference):
+    tokenizer, model = loaded
+    batch = tokenizer(list(pretrained.REFERENCE_TEXTS))
+    assert tuple(map(tuple, batch["input_ids"].tolist())) == pretrained.REFERENCE_IDS
+    with torch.no_grad():
+        out = reference(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+    live = pretrained.reference_summary(out.hidden_states, batch["attention_mask"])
+    torch.testing.assert_close(torch.tensor(live["mean_abs"]),
+                               torch.tensor(pretrained.REFERENCE_MEAN_ABS, dtype=torch.float32),
+                               rtol=0, atol=2e-6)
+    torch.testing.assert_close(torch.tensor(live["cls"]),
+                               torch.tensor(pretrained.REFERENCE_CLS, dtype=torch.float32), rtol=0, atol=2e-6)
+    diffs = pretrained.reference_differences(tokenizer, model)
+    assert diffs["ids"] == 0.0 and 0 < max(diffs.values()) < 1e-4, diffs
+    # A perturbed model is caught: one weight changed by a little moves the statistics.
+    perturbed = PretrainedEncoder(model.config)
+    perturbed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        perturbed.encoder.layers[5].norm2.bias.add_(1e-2)
+    assert pretrained.reference_differences(tokenizer, perturbed.eval())["cls"] > 1e-3
+
 def test_hidden_states_match_the_reference_at_every_layer(loaded, batch, reference_out):
     _, model = loaded
     with torch.no_grad():

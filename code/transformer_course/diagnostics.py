@@ -13,14 +13,20 @@ vanish. This module measures both halves of that claim:
   rescales the gradient to norm 1 between chunks, keeping the scale aside as a logarithm:
   exact, and it never underflows.
 
-Legend: B batch, T length, D model width.
+Chapter 5 adds :func:`layer_statistics`: for a deep encoder at initialisation, the gradient
+that reaches each layer and how different the positions' vectors still are after it, the two
+numbers that say whether residual connections and layer norm let a stack train.
+
+Legend: B batch, T length, D model width, L layers.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import _check_positive_int
@@ -32,6 +38,9 @@ __all__ = [
     "input_gradient_log10_norms",
     "gradient_vs_position",
     "format_power_of_ten",
+    "LayerStatistics",
+    "position_spread",
+    "layer_statistics",
 ]
 
 _MODEL_KINDS = ("rnn", "encoder")
@@ -326,3 +335,85 @@ def format_power_of_ten(log10_value: float, digits: int = 3) -> str:
     if mantissa >= 10:  # 9.999 rounds up to 10.0: carry into the exponent
         mantissa, exponent = mantissa / 10, exponent + 1
     return f"{mantissa:.{digits - 1}f}e{exponent:+03d}"
+
+
+# ---------------------------------------------------------------- chapter 5: deep stacks
+
+
+def position_spread(x: torch.Tensor) -> float:
+    """How different the positions' vectors are: ‖x − mean over positions‖ / ‖x‖.
+
+    0 when every position holds the same vector (nothing left to tell the tokens apart), near
+    1 when the vectors share no common part.
+
+    Shape:
+        x: (B, T, D) -> a float
+
+    Examples:
+        >>> position_spread(torch.ones(2, 5, 4))
+        0.0
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected shape (B, T, D), got {shape}")
+    centred = x - x.mean(dim=1, keepdim=True)  # (B, T, D) - (B, 1, D)
+    return (centred.norm() / x.norm()).item()
+
+
+@dataclass(frozen=True)
+class LayerStatistics:
+    """What :func:`layer_statistics` measured, layer by layer (layer 1 is nearest the input)."""
+
+    input_grad_norms: list[float]  # L values: ‖∂loss/∂(input of layer l)‖ over the batch
+    param_grad_norms: list[float]  # L values: ‖∂loss/∂(parameters of layer l)‖
+    spread: list[float]  # L + 1 values: position_spread of the embeddings, then of each layer's output
+    loss: float  # the cross-entropy at initialisation
+
+
+def layer_statistics(model: nn.Module, input_ids: torch.Tensor, targets: torch.Tensor) -> LayerStatistics:
+    """Gradients per layer and the spread of positions, for a model built like
+    :class:`~transformer_course.train.EncoderClassifier` (``embed``, ``encoder``, ``readout``
+    at the last position).
+
+    One forward and one backward pass of the mean cross-entropy on the batch; the model's
+    parameter gradients are cleared afterwards.
+
+    Shape:
+        input_ids: (B, T) ids; targets: (B,) classes.
+    """
+    for name in ("embed", "encoder", "readout"):
+        if not isinstance(getattr(model, name, None), nn.Module):
+            raise TypeError(f"model: expected a module with .embed, .encoder and .readout, got "
+                            f"{type(model).__name__} without .{name}")
+    if not isinstance(model.encoder, Encoder):
+        raise TypeError(f"model.encoder: expected an encoder.Encoder, got {type(model.encoder).__name__}")
+    if input_ids.ndim != 2 or targets.shape != input_ids.shape[:1]:
+        raise ValueError(
+            f"input_ids, targets: expected shapes (B, T) and (B,), got {tuple(input_ids.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    model.zero_grad(set_to_none=True)
+    layer_inputs = []
+    x = model.embed(input_ids)  # (B, T) -> (B, T, D)
+    spread = [position_spread(x)]
+    for layer in model.encoder.layers:
+        x.retain_grad()  # keep ∂loss/∂x for this intermediate tensor
+        layer_inputs.append(x)
+        x = layer(x)  # (B, T, D) -> (B, T, D)
+        spread.append(position_spread(x))
+    if model.encoder.norm is not None:
+        x = model.encoder.norm(x)
+    loss = F.cross_entropy(model.readout(x[:, -1]), targets)  # the query position: (B, D) -> (B, C)
+    loss.backward()
+    param_norms = [
+        math.sqrt(sum(p.grad.pow(2).sum().item() for p in layer.parameters() if p.grad is not None))
+        for layer in model.encoder.layers
+    ]
+    stats = LayerStatistics(
+        input_grad_norms=[h.grad.norm().item() for h in layer_inputs],
+        param_grad_norms=param_norms,
+        spread=spread,
+        loss=loss.item(),
+    )
+    model.zero_grad(set_to_none=True)
+    return stats

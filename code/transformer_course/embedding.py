@@ -84,12 +84,14 @@ class InputEmbedding(nn.Module):
         vocab_size: number of ids V.
         d_model: width D.
         max_len: longest sequence accepted.
-        positional: ``"sinusoidal"`` (fixed table) or ``"learned"`` (one vector per position).
+        positional: ``"sinusoidal"`` (fixed table), ``"learned"`` (one vector per position) or
+            ``"none"`` (no positions at all: the same scaled token vectors as ``"sinusoidal"``
+            without the table, so that an experiment changes only one thing).
         dropout: dropout probability on the sum. Default: 0.0.
         padding_idx: optional id of the padding token.
 
     Shape:
-        input_ids: (B, T) integer ids, T <= max_len -> (B, T, D)
+        input_ids: (B, T) integer ids, T <= max_len (any T with ``"none"``) -> (B, T, D)
 
     Examples:
         >>> embed = InputEmbedding(vocab_size=10, d_model=8, max_len=16)
@@ -107,16 +109,18 @@ class InputEmbedding(nn.Module):
         padding_idx: int | None = None,
     ) -> None:
         super().__init__()
+        if positional not in ("sinusoidal", "learned", "none"):
+            raise ValueError(f"positional: expected 'sinusoidal', 'learned' or 'none', got {positional!r}")
         # The fixed ±1 sinusoids are paired with √D-scaled token vectors of the same size.
         self.tokens = TokenEmbedding(
-            vocab_size, d_model, padding_idx=padding_idx, scale=positional == "sinusoidal"
+            vocab_size, d_model, padding_idx=padding_idx, scale=positional != "learned"
         )
         if positional == "sinusoidal":
             self.positions: nn.Module = SinusoidalPositionalEncoding(d_model, max_len)
         elif positional == "learned":
             self.positions = LearnedPositionalEncoding(max_len, d_model)
         else:
-            raise ValueError(f"positional: expected 'sinusoidal' or 'learned', got {positional!r}")
+            self.positions = nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

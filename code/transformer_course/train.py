@@ -349,6 +349,8 @@ class EncoderClassifier(nn.Module):
         vocab_size, num_classes: as in :class:`RecurrentClassifier`.
         norm_first: pre-LN instead of post-LN. Default: False.
         residual: keep the residual connections. Default: True.
+        positional: ``"sinusoidal"``, ``"learned"`` or ``"none"`` (see
+            :class:`~transformer_course.embedding.InputEmbedding`). Default: ``"sinusoidal"``.
 
     Shape:
         input_ids (B, T), T <= max_len -> logits (B, C)
@@ -370,10 +372,11 @@ class EncoderClassifier(nn.Module):
         num_classes: int = NUM_ANSWERS,
         norm_first: bool = False,
         residual: bool = True,
+        positional: str = "sinusoidal",
     ) -> None:
         super().__init__()
         d_ff = 4 * d_model if d_ff is None else d_ff
-        self.embed = InputEmbedding(vocab_size, d_model, max_len)
+        self.embed = InputEmbedding(vocab_size, d_model, max_len, positional=positional)
         self.encoder = Encoder(
             num_layers, d_model, num_heads, d_ff, dropout=0.0, norm_first=norm_first, residual=residual
         )
@@ -557,3 +560,13 @@ class StateBottleneck(nn.Module):
         _, (h_T, _) = self.encoder(self.embedding(input_ids))  # h_T: (1, B, H), the only link
         logits = self.decoder(h_T[0])  # (B, H) -> (B, T * V)
         return logits.view(-1, self.length, self.num_symbols)  # (B, T * V) -> (B, T, V)
+
+
+if __name__ == "__main__":
+    # `python -m transformer_course.train` (also under torchrun) runs this file a second time, as
+    # __main__, after the package has imported it as transformer_course.train. The command line
+    # lives in distributed.py, which uses only the package's copy: nothing defined in this one is
+    # used, so the two copies cannot disagree.
+    from transformer_course.distributed import main
+
+    raise SystemExit(main())
