@@ -12,13 +12,25 @@ One module per concept of the lecture notes, each checked against ``torch.nn``:
 - ``pretrained``: a real pretrained encoder (all-MiniLM-L6-v2) loaded into our classes;
 - ``analysis``: reading a real model's attention (which head looks where, and how reliably);
 - ``diagnostics``: gradient and depth measurements of chapter 2;
+- ``distributed``: ``python -m transformer_course.train``, the command-line trainer, in one
+  process or several under ``torchrun`` (DistributedDataParallel), with safetensors checkpoints;
 - ``plots``: the figures the chapters draw (imported on demand: it loads matplotlib).
 """
 
-from . import (
+import warnings
+
+# `python -m transformer_course.train` runs train.py as __main__ after this package has imported
+# it, and runpy warns about the double import. It is harmless here (that __main__ copy only calls
+# distributed.main, which uses the package's copy), and the warning would only puzzle a reader.
+warnings.filterwarnings(
+    "ignore", message=r"'transformer_course\.train' found in sys\.modules", category=RuntimeWarning
+)
+
+from . import (  # noqa: E402
     analysis,
     attention,
     diagnostics,
+    distributed,
     embedding,
     encoder,
     positional,
@@ -32,6 +44,6 @@ from . import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "analysis", "attention", "diagnostics", "embedding", "encoder", "positional", "pretrained", "rnn",
-    "runtime", "tasks", "tokenization", "train",
+    "analysis", "attention", "diagnostics", "distributed", "embedding", "encoder", "positional",
+    "pretrained", "rnn", "runtime", "tasks", "tokenization", "train",
 ]
