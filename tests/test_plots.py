@@ -119,3 +119,24 @@ def test_log10_curves_reject_bad_input(ax, x, curves, kwargs, error, match):
 def test_log10_curves_need_axes():
     with pytest.raises(TypeError, match="ax"):
         plots.plot_log10_curves(None, [1], {"a": [1.0]}, xlabel="x", ylabel="y")
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_norm_placement_puts_the_norm_before_or_after_each_sublayer(ax, norm_first):
+    plots.draw_norm_placement(ax, norm_first=norm_first)
+    heights = {}
+    for text in ax.texts:
+        heights.setdefault(text.get_text(), []).append(text.get_position()[1])
+    assert len(heights["LayerNorm"]) == 2 and len(heights["+"]) == 2  # two sub-layers, two residuals
+    first_norm, attention = min(heights["LayerNorm"]), heights["Multi-head\nself-attention"][0]
+    first_add = min(heights["+"])
+    if norm_first:  # pre-LN: norm, attention, then the addition
+        assert first_norm < attention < first_add
+    else:  # post-LN: attention, the addition, then the norm
+        assert attention < first_add < first_norm
+    assert ("pre-LN" if norm_first else "post-LN") in ax.get_title()
+
+
+def test_norm_placement_rejects_a_non_bool(ax):
+    with pytest.raises(TypeError, match="norm_first: expected a bool, got str"):
+        plots.draw_norm_placement(ax, norm_first="pre")

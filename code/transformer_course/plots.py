@@ -2,6 +2,8 @@
 
 - :func:`draw_encoder_stack`: the encoder diagram (input embedding + positional encoding, then
   N × [multi-head self-attention, add & norm, feed-forward, add & norm], then the outputs).
+- :func:`draw_norm_placement`: one encoder layer drawn post-LN (2017, BERT) or pre-LN, to put
+  the two placements of layer norm side by side.
 - :func:`plot_log10_curves`: curves whose values are already log10 (such as gradients far below
   float64's range, 1e-330) on a linear axis whose ticks read as powers of ten.
 
@@ -19,7 +21,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 __all__ = [
-    "draw_encoder_stack", "plot_log10_curves", "attention_heatmap", "attention_row_bars", "COLORS",
+    "draw_encoder_stack", "draw_norm_placement", "plot_log10_curves",
+    "attention_heatmap", "attention_row_bars", "COLORS",
 ]
 
 # One colour per kind of block, reused by every figure of the book.
@@ -178,6 +181,90 @@ def draw_encoder_stack(
     ax.axis("off")
     if title is not None:
         ax.set_title(title, fontsize=13)
+    return ax
+
+
+def _circled_plus(ax: Axes, x: float, y: float, radius: float = 0.3) -> None:
+    """The ⊕ of a residual addition, centred at (x, y)."""
+    ax.add_patch(
+        FancyBboxPatch((x - radius, y - radius), 2 * radius, 2 * radius, boxstyle="circle,pad=0",
+                       facecolor="white", edgecolor=COLORS["edge"], linewidth=1.4)
+    )
+    ax.text(x, y, "+", ha="center", va="center", fontsize=16)
+
+
+def draw_norm_placement(ax: Axes, norm_first: bool, title: str | None = None) -> Axes:
+    """Draw one encoder layer with its residual connections and layer norms, bottom to top.
+
+    Post-LN (``norm_first=False``, the 2017 paper and BERT): each sub-layer's output is added
+    to its input and the sum is normalized, ``x = norm(x + sublayer(x))``, so every path from
+    the input to the output crosses a norm. Pre-LN (``norm_first=True``): the sub-layer reads a
+    normalized copy and its output is added to the untouched input,
+    ``x = x + sublayer(norm(x))``, so the residual path from input to output is a plain sum
+    (a pre-LN stack adds one final norm after its last layer).
+
+    Args:
+        ax: the Axes to draw on (its axis lines are hidden).
+        norm_first: pre-LN if True, post-LN if False, as in :class:`~transformer_course.encoder.EncoderLayer`.
+        title: optional title. Default: ``"post-LN"`` or ``"pre-LN"`` with its formula.
+
+    Returns:
+        ``ax``.
+
+    Examples:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> ax = draw_norm_placement(ax, norm_first=True)
+        >>> sum(t.get_text() == "LayerNorm" for t in ax.texts)
+        2
+        >>> plt.close(fig)
+    """
+    _check_axes(ax)
+    if not isinstance(norm_first, bool):
+        raise TypeError(f"norm_first: expected a bool, got {type(norm_first).__name__}")
+    x0, w, h, gap = 1.6, 3.6, 0.8, 0.55  # main column: left edge, width, box height, spacing
+    xc, x_skip = x0 + w / 2, x0 - 0.8  # centre line; the residual path runs on the left
+    sublayers = (("Multi-head\nself-attention", COLORS["attention"]),
+                 ("Feed-forward", COLORS["feed_forward"]))
+    y = 0.2
+    ax.text(xc, y, "x  (B, T, D)", ha="center", va="bottom", fontsize=12, style="italic")
+    y += 0.5
+    for text, color in sublayers:
+        y_branch = y + 0.25  # where the residual leaves the main line
+        ax.plot([xc, x_skip, x_skip], [y_branch, y_branch, y_branch + 0.01], color=COLORS["edge"],
+                linewidth=1.4)
+        y_box = y + gap
+        if norm_first:
+            _arrow(ax, (xc, y), (xc, y_box))
+            _box(ax, x0, y_box, w, h * 0.7, "LayerNorm", COLORS["norm"])
+            y = y_box + h * 0.7
+            y_box = y + gap * 0.7
+        _arrow(ax, (xc, y), (xc, y_box))
+        _box(ax, x0, y_box, w, h, text, color)
+        y_add = y_box + h + gap
+        _arrow(ax, (xc, y_box + h), (xc, y_add - 0.3))
+        _circled_plus(ax, xc, y_add)
+        ax.plot([x_skip, x_skip], [y_branch, y_add], color=COLORS["edge"], linewidth=1.4)
+        _arrow(ax, (x_skip, y_add), (xc - 0.3, y_add))
+        y = y_add + 0.3
+        if not norm_first:
+            y_box = y + gap * 0.7
+            _arrow(ax, (xc, y), (xc, y_box))
+            _box(ax, x0, y_box, w, h * 0.7, "LayerNorm", COLORS["norm"])
+            y = y_box + h * 0.7
+    _arrow(ax, (xc, y), (xc, y + gap))
+    top = "to the next layer" + (" (final LayerNorm after the last)" if norm_first else "")
+    ax.text(xc, y + gap + 0.05, top, ha="center", va="bottom", fontsize=11, style="italic")
+    ax.set_xlim(-0.2, 6.8)
+    ax.set_ylim(0, y + gap + 0.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title is None:
+        title = ("pre-LN: x = x + sublayer(norm(x))" if norm_first
+                 else "post-LN: x = norm(x + sublayer(x))")
+    ax.set_title(title, fontsize=13)
     return ax
 
 
