@@ -614,8 +614,10 @@ def _train_run(parser: argparse.ArgumentParser, args: argparse.Namespace, launch
         print(f"{args.task}, distance {args.distance}: encoder D={args.d_model}, {args.heads} heads, "
               f"{args.layers} layer{'s' * (args.layers > 1)}, d_ff={run['d_ff']} ({size:,} parameters)")
         processes = f"{launch.world_size} processes ({backend})" if launch.distributed else "1 process"
+        span = (f"steps {first_step}-{args.steps}" if first_step <= args.steps
+                else f"no step left to take (the checkpoint is at step {first_step - 1})")
         print(f"{processes} on {device.type}, global batch {args.batch_size} = {launch.world_size} x "
-              f"{per_process}, {args.precision}, steps {first_step}-{args.steps}"
+              f"{per_process}, {args.precision}, {span}"
               + (f" (resumed from {args.checkpoint})" if args.resume else ""), flush=True)
 
     train_inputs, train_targets = data.train_inputs.to(device), data.train_targets.to(device)
@@ -664,7 +666,7 @@ def _train_run(parser: argparse.ArgumentParser, args: argparse.Namespace, launch
         if diverged:
             print(f"diverged at step {last_step + 1} (loss {history['losses'][-1]}, gradient norm "
                   f"{history['grad_norms'][-1]}): try a smaller --lr", file=sys.stderr)
-        elif history["losses"]:
+        elif last_step >= first_step:
             print(f"step {last_step}: loss {history['losses'][-1]:.4f}, {seconds:.1f} s for "
                   f"{last_step - first_step + 1} steps")
         print(f"test accuracy: {accuracy:.4f} ({len(data.test_inputs)} sequences)", flush=True)
