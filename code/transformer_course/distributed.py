@@ -467,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--d-model", type=_positive_int, default=32, help="D, the model width")
     model.add_argument("--heads", type=_positive_int, default=4, help="H, attention heads; D / H each")
     model.add_argument("--layers", type=_positive_int, default=2, help="encoder layers")
-    model.add_argument("--d-ff", type=_positive_int, default=None, help="feed-forward width (default: 4 D)")
+    # SUPPRESS: no attribute when absent, so that the help shows "4 D" rather than "None".
+    model.add_argument("--d-ff", type=_positive_int, default=argparse.SUPPRESS,
+                       help="feed-forward width (default: 4 D)")
 
     training = parser.add_argument_group("training")
     training.add_argument("--steps", type=_positive_int, default=_train_module.STEPS["encoder"],
@@ -532,8 +534,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, launc
 
 def _run_settings(args: argparse.Namespace) -> dict[str, object]:
     """The settings that define the run (:data:`_RUN_KEYS`), as stored in its checkpoints."""
-    settings = {key: getattr(args, key) for key in _RUN_KEYS}
-    settings["d_ff"] = 4 * args.d_model if args.d_ff is None else args.d_ff
+    settings = {key: getattr(args, key, None) for key in _RUN_KEYS}
+    settings["d_ff"] = getattr(args, "d_ff", 4 * args.d_model)
     return settings
 
 
