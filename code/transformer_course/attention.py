@@ -14,6 +14,7 @@ Masks are boolean (or 0/1 integer) and **True / 1 means "may attend"**, as in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ __all__ = [
     "MultiHeadAttention",
     "check_mask",
     "to_torch_key_padding_mask",
+    "fused_attention_kernels",
 ]
 
 
@@ -121,21 +123,25 @@ def scaled_dot_product_attention(
     Examples:
         >>> q = k = v = torch.eye(3)
         >>> out, weights = scaled_dot_product_attention(q, k, v)
-        >>> weights.sum(-1)
-        tensor([1., 1., 1.])
+        >>> torch.allclose(weights.sum(-1), torch.ones(3))
+        True
     """
     _check_qkv(q, k, v)
     d = q.shape[-1]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
+    # Scaling q before the product is the same formula, but touches (..., Tq, d) numbers instead
+    # of (..., Tq, Tk), and keeps q kᵀ smaller where float16 overflows (above 65504).
+    scores = (q / math.sqrt(d)) @ k.transpose(-2, -1)  # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
     if mask is None:
         weights = torch.softmax(scores, dim=-1)
     else:
         mask = _broadcast_mask(mask, scores.shape, "mask")
-        scores = scores.masked_fill(~mask, float("-inf"))
+        # -inf is exact in float16 and bfloat16 too (no magic -1e9 that half precision rounds or
+        # overflows). In place: `scores` is new, and the matmul's backward does not need it.
+        scores.masked_fill_(~mask, float("-inf"))
         # A row with every key masked would be softmax(-inf, ..., -inf) = NaN: give it finite
         # scores before the softmax, then zero its weights with the rest of the masked keys.
         has_key = mask.any(dim=-1, keepdim=True)
-        scores = scores.masked_fill(~has_key, 0.0)
+        scores.masked_fill_(~has_key, 0.0)
         weights = torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0)
     out = weights @ v  # (..., Tq, Tk) @ (..., Tk, dv) -> (..., Tq, dv)
     return out, weights
@@ -152,7 +158,9 @@ class MultiHeadAttention(nn.Module):
     Without weights, ``forward`` calls the fused
     ``torch.nn.functional.scaled_dot_product_attention`` (flash or memory-efficient kernels where
     available); with ``need_weights=True`` it takes the explicit path of
-    :func:`scaled_dot_product_attention`. Both give the same output.
+    :func:`scaled_dot_product_attention`. Both give the same output, also under
+    ``torch.autocast`` (float16, bfloat16), and both give zeros, never NaN, for a query whose keys
+    are all masked; :func:`fused_attention_kernels` names the kernel the fused path ran.
 
     Args:
         d_model: model width D; must be divisible by ``num_heads``.
@@ -270,15 +278,27 @@ class MultiHeadAttention(nn.Module):
             if dropout_p > 0.0:
                 # Dropout acts on the weights that mix V; the returned weights stay undropped.
                 context = F.dropout(weights, dropout_p, training=True) @ v
+            context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
         else:
             weights = None
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            fused_mask = None
             if mask is not None:
-                # Queries with every key masked attend to nothing: zeros, as on the explicit path
-                # (the fused kernels' output for such rows differs between backends).
-                context = context.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
-
-        context = context.transpose(1, 2).reshape(B, Tq, self.d_model)  # (B, H, Tq, Dh) -> (B, Tq, D)
+                # A query with every key masked is 0/0 inside the kernels (NaN or zeros, in the
+                # forward or the backward, depending on the backend): let such a query see every
+                # key, so that no kernel meets one, then zero its output as the explicit path does.
+                has_key = mask.any(dim=-1, keepdim=True)  # (B, H|1, Tq|1, 1)
+                fused_mask = mask | ~has_key
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=fused_mask, dropout_p=dropout_p)
+            context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
+            if mask is not None:
+                keyless = ~has_key.transpose(1, 2)  # (B, H|1, Tq|1, 1) -> (B, Tq|1, H|1, 1)
+                # Filled after the transpose, the result keeps the kernels' (B, Tq, H, Dh) layout,
+                # so the reshape below copies nothing; in place when autograd needs no copy.
+                if context.requires_grad:
+                    context = context.masked_fill(keyless, 0.0)
+                else:
+                    context.masked_fill_(keyless, 0.0)
+        context = context.reshape(B, Tq, self.d_model)  # (B, Tq, H, Dh) -> (B, Tq, D)
         return self.out_proj(context), weights
 
     @classmethod
@@ -320,3 +340,34 @@ def _check_positive_int(value: object, name: str) -> None:
         raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name}: expected a positive int, got {value}")
+
+
+def fused_attention_kernels(fn: Callable[[], object]) -> list[str]:
+    """Names of the attention kernels that ``torch.nn.functional.scaled_dot_product_attention``
+    picked while ``fn()`` ran, one per call, in call order.
+
+    The fused function chooses its kernel at run time from the device, dtype, shapes and mask:
+    ``aten::_scaled_dot_product_flash_attention_for_cpu`` on CPU;
+    ``aten::_scaled_dot_product_flash_attention`` (no mask, half precision),
+    ``aten::_scaled_dot_product_efficient_attention`` (memory-efficient, masks and float32) or
+    ``aten::_scaled_dot_product_cudnn_attention`` on CUDA; and
+    ``aten::_scaled_dot_product_attention_math``, the unfused fallback that forms the whole
+    (T, T) score matrix. The profiler records the chosen operator on the CPU side, so this works
+    on every device. ``fn`` runs once.
+
+    Examples:
+        >>> mha = MultiHeadAttention(d_model=8, num_heads=2)
+        >>> fused_attention_kernels(lambda: mha(torch.randn(1, 4, 8)))
+        ['aten::_scaled_dot_product_flash_attention_for_cpu']
+        >>> fused_attention_kernels(lambda: mha(torch.randn(1, 4, 8), need_weights=True))
+        []
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    # The public op `aten::scaled_dot_product_attention` dispatches to one `aten::_scaled_dot_...`
+    # kernel; the efficient and flash kernels call `aten::_efficient_attention_forward` and
+    # `aten::_flash_attention_forward` inside it, which are not listed again.
+    return [e.name for e in events if e.name.startswith("aten::_scaled_dot_product_")]
