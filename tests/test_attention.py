@@ -177,3 +177,36 @@ def test_dropout_only_in_training():
     mha.train()
     c, _ = mha(x)
     assert not torch.allclose(a, c)
+
+
+def test_fused_path_never_shows_the_kernel_a_query_without_keys(monkeypatch):
+    seen = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def recording_sdpa(q, k, v, attn_mask=None, **kwargs):
+        seen.append(attn_mask)
+        return real_sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(3, 4, 8, generator=torch.Generator().manual_seed(8))
+    mask = torch.tensor([[True, True, False, False], [False] * 4, [True] * 4])
+    out, _ = mha(x, attention_mask=mask)
+    (fused_mask,) = seen
+    assert fused_mask.any(dim=-1).all()  # every query row the kernel sees has a key
+    context_of_keyless_row = out[1] - mha.out_proj.bias  # out_proj(0) = its bias
+    assert torch.equal(context_of_keyless_row, torch.zeros_like(context_of_keyless_row))
+
+
+def test_fused_path_merges_heads_without_a_copy_in_inference():
+    from torch.profiler import profile
+
+    mha = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(9))
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    with torch.inference_mode(), profile(record_shapes=True) as prof:
+        mha(x, attention_mask=mask)
+    head_shapes = ([2, 6, 4, 4], [2, 4, 6, 4])  # (B, T, H, Dh) and (B, H, T, Dh)
+    copies = [e.input_shapes for e in prof.events() if e.name in ("aten::copy_", "aten::clone")]
+    assert not [shapes for shapes in copies if shapes and shapes[0] in head_shapes], copies
+    assert any(e.name == "aten::masked_fill_" for e in prof.events())  # zeroed in place instead
