@@ -359,3 +359,13 @@ def test_loading_and_running_never_imports_transformers():
 def test_docstring_examples_run():
     result = doctest.testmod(pretrained)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_dropout_sits_where_bert_has_it():
+    config = pretrained.BertStyleConfig(vocab_size=10, max_len=8, d_model=4, num_layers=2, num_heads=2,
+                                        d_ff=8)
+    model = PretrainedEncoder(config)
+    for layer in model.encoder.layers:
+        assert isinstance(layer.feed_forward.dropout, torch.nn.Identity)  # none inside the FFN
+        assert layer.dropout1.p == layer.dropout2.p == config.dropout > 0  # after each sub-layer
+        assert layer.self_attn.dropout == config.dropout  # on the attention weights

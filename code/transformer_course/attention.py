@@ -14,7 +14,10 @@ Masks are boolean (or 0/1 integer) and **True / 1 means "may attend"**, as in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -342,6 +345,25 @@ def _check_positive_int(value: object, name: str) -> None:
         raise ValueError(f"{name}: expected a positive int, got {value}")
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send the process's stderr (file descriptor 2) to /dev/null for the block.
+
+    The profiler's C++ back end writes a time-stamped "profiler_start" / "profiler_stop" log
+    line there on every run, below Python's reach; in a notebook it would become an output
+    that changes on every run. Python-level warnings raised meanwhile are lost too.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def fused_attention_kernels(fn: Callable[[], object]) -> list[str]:
     """Names of the attention kernels that ``torch.nn.functional.scaled_dot_product_attention``
     picked while ``fn()`` ran, one per call, in call order.
@@ -364,7 +386,7 @@ def fused_attention_kernels(fn: Callable[[], object]) -> list[str]:
     """
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     events = sorted(prof.events(), key=lambda e: e.time_range.start)
     # The public op `aten::scaled_dot_product_attention` dispatches to one `aten::_scaled_dot_...`

@@ -218,6 +218,10 @@ class PretrainedEncoder(nn.Module):
             norm_first=False,  # BERT is post-LN, as the 2017 paper
             layer_norm_eps=config.layer_norm_eps,
         )
+        for layer in self.encoder.layers:
+            # BERT drops out the attention weights and each sub-layer's output, but nothing
+            # inside its feed-forward network (torch's layer, and ours, drop after the activation).
+            layer.feed_forward.dropout = nn.Identity()
 
     def _check_inputs(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
