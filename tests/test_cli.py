@@ -207,7 +207,7 @@ def test_bf16_on_the_cpu_trains_in_mixed_precision(tmp_path):
 
 
 def test_global_batches_are_the_batches_of_train_and_resume_mid_pass():
-    reference = train._batches(100, 32, torch.Generator().manual_seed(3))
+    reference = train.MiniBatches(100, 32, seed=3)  # what train.train draws
     batches = distributed.GlobalBatches(100, 32, seed=3)
     drawn = [next(batches) for _ in range(5)]  # 3 batches per pass: into the second pass
     assert all(torch.equal(ours, next(reference)) for ours in drawn)

@@ -179,22 +179,13 @@ def _join_process_group(launch: Launch, device: torch.device) -> str:
 # ---------------------------------------------------------------- the same batch on every rank
 
 
-class GlobalBatches:
-    """The mini-batches of :func:`~transformer_course.train.train`, as an iterator whose state can
-    be saved and restored.
+class GlobalBatches(_train_module.MiniBatches):
+    """The mini-batches of :func:`~transformer_course.train.train` (a
+    :class:`~transformer_course.train.MiniBatches`), with the global batch B at most N.
 
-    Each pass over the N training examples takes a fresh random order from a generator seeded by
-    ``seed`` and cuts it into N // B batches of B indices (the last N mod B of each pass are left
-    out), exactly as ``train`` orders its batches. Every process builds the same iterator, so
-    every process draws the same global batch at every step; :func:`shard` then gives each its part.
-
-    Args:
-        num_examples: N, the size of the training set.
-        batch_size: B, the global batch; at most N.
-        seed: seeds the order.
-
-    Shape:
-        each batch: (B,) int64 indices into the training set.
+    Every process builds the same iterator, so every process draws the same global batch at
+    every step; :func:`shard` then gives each its part. B > N is refused: the batch would then
+    hold N rows, not the B that ``--batch-size`` split across the processes.
 
     Examples:
         >>> batches = GlobalBatches(num_examples=6, batch_size=3, seed=0)
@@ -208,46 +199,11 @@ class GlobalBatches:
     """
 
     def __init__(self, num_examples: int, batch_size: int, seed: int) -> None:
-        _check_positive_int(num_examples, "num_examples")
-        _check_positive_int(batch_size, "batch_size")
+        super().__init__(num_examples, batch_size, seed)
         if batch_size > num_examples:
             raise ValueError(
                 f"batch_size: expected at most num_examples={num_examples}, got {batch_size}"
             )
-        self.num_examples, self.batch_size = num_examples, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.empty(0, dtype=torch.long)  # the current pass's order, (N,) once drawn
-        self.position = 0  # indices of ``order`` already handed out
-
-    def __iter__(self) -> GlobalBatches:
-        return self
-
-    def __next__(self) -> torch.Tensor:
-        if self.position + self.batch_size > len(self.order):  # pass finished: a fresh order
-            self.order = torch.randperm(self.num_examples, generator=self.generator)  # (N,)
-            self.position = 0
-        batch = self.order[self.position : self.position + self.batch_size]  # (B,)
-        self.position += self.batch_size
-        return batch
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The generator's state, the current order and the position in it, as CPU tensors."""
-        return {
-            "generator": self.generator.get_state(),
-            "order": self.order.clone(),
-            "position": torch.tensor(self.position),
-        }
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Continue from a :meth:`state_dict` of an iterator with the same N and B."""
-        order, position = state["order"], int(state["position"])
-        if len(order) not in (0, self.num_examples) or not 0 <= position <= len(order):
-            raise ValueError(
-                f"state: expected an order of {self.num_examples} indices and a position within it, "
-                f"got {len(order)} indices and position {position}"
-            )
-        self.generator.set_state(state["generator"].to(torch.uint8))
-        self.order, self.position = order.to(torch.long).clone(), position
 
 
 def shard(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 - :class:`TrainConfig` and :func:`train`: mini-batch training with Adam (or plain SGD), optional
   gradient-norm clipping and a fixed step budget; the test accuracy is recorded every few steps.
-  Defaults: Adam, lr 3e-3, batch 64, clipping at norm 1.0.
+  Defaults: Adam, lr 3e-3, batch 64, clipping at norm 1.0. :class:`MiniBatches` orders the
+  batches (seeded, resumable: the command-line trainer of ``distributed.py`` draws the same ones).
 - :class:`RecurrentClassifier` (``torch.nn.RNN`` or ``torch.nn.LSTM``) and
   :class:`EncoderClassifier` (our :class:`~transformer_course.encoder.Encoder`): embed the
   tokens, run the sequence model, read the answer off the last (query) position.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -48,6 +49,7 @@ from .tasks import DISTANCES, NUM_ANSWERS, VOCAB_SIZE, RecallTask, SplitData
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "MiniBatches",
     "evaluate",
     "train",
     "RecurrentClassifier",
@@ -174,14 +176,69 @@ def _bar_switch(progress: bool) -> dict[str, bool]:
     return {} if progress else {"disable": True}
 
 
-def _batches(num_examples: int, batch_size: int, generator: torch.Generator):
-    """Endless mini-batches of indices: each pass over the data in a fresh random order."""
-    while True:
-        order = torch.randperm(num_examples, generator=generator)
-        for start in range(0, num_examples - batch_size + 1, batch_size):
-            yield order[start : start + batch_size]
-        if num_examples < batch_size:  # smaller than one batch: use everything each step
-            yield order
+class MiniBatches:
+    """Endless mini-batches of indices: each pass over the data in a fresh random order.
+
+    Each pass over the N training examples takes a fresh order from a generator seeded by
+    ``seed`` and cuts it into N // B batches of B indices (the last N mod B of each pass are left
+    out); with B > N every step uses all N examples, in a fresh order. The state (generator,
+    current order, position) can be saved and restored, so an interrupted run can continue with
+    exactly the batches it would have drawn (the command-line trainer's checkpoints do).
+
+    Args:
+        num_examples: N, the size of the training set.
+        batch_size: B.
+        seed: seeds the order.
+
+    Shape:
+        each batch: (B,) int64 indices into the training set ((N,) when B > N).
+
+    Examples:
+        >>> batches = MiniBatches(num_examples=5, batch_size=2, seed=0)
+        >>> pass_one = torch.cat([next(batches), next(batches)])  # 2 batches, one example left out
+        >>> len(set(pass_one.tolist())), len(next(batches))
+        (4, 2)
+        >>> len(next(MiniBatches(num_examples=3, batch_size=8, seed=0)))  # B > N: all N each step
+        3
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int) -> None:
+        _check_positive_int(num_examples, "num_examples")
+        _check_positive_int(batch_size, "batch_size")
+        self.num_examples, self.batch_size = num_examples, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long)  # the current pass's order, (N,) once drawn
+        self.position = 0  # indices of ``order`` already handed out
+
+    def __iter__(self) -> MiniBatches:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self.position + self.batch_size > len(self.order):  # pass finished: a fresh order
+            self.order = torch.randperm(self.num_examples, generator=self.generator)  # (N,)
+            self.position = 0
+        batch = self.order[self.position : self.position + self.batch_size]  # (B,), or (N,) if B > N
+        self.position += len(batch)
+        return batch
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The generator's state, the current order and the position in it, as CPU tensors."""
+        return {
+            "generator": self.generator.get_state(),
+            "order": self.order.clone(),
+            "position": torch.tensor(self.position),
+        }
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Continue from a :meth:`state_dict` of an iterator with the same N and B."""
+        order, position = state["order"], int(state["position"])
+        if len(order) not in (0, self.num_examples) or not 0 <= position <= len(order):
+            raise ValueError(
+                f"state: expected an order of {self.num_examples} indices and a position within it, "
+                f"got {len(order)} indices and position {position}"
+            )
+        self.generator.set_state(state["generator"].to(torch.uint8))
+        self.order, self.position = order.to(torch.long).clone(), position
 
 
 def _train(
@@ -199,7 +256,7 @@ def _train(
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
     train_inputs, train_targets = data.train_inputs.to(device), data.train_targets.to(device)
-    batches = _batches(len(train_inputs), config.batch_size, torch.Generator().manual_seed(seed))
+    batches = MiniBatches(len(train_inputs), config.batch_size, seed)
     clip = math.inf if config.clip_norm is None else config.clip_norm
     result = TrainResult()
     start = time.perf_counter()
