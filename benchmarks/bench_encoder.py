@@ -49,7 +49,11 @@ import torch
 from torch import nn
 
 from transformer_course import runtime
-from transformer_course.attention import MultiHeadAttention, fused_attention_kernels
+from transformer_course.attention import (
+    MultiHeadAttention,
+    fused_attention_kernels,
+    to_torch_key_padding_mask,
+)
 from transformer_course.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,7 +306,7 @@ class EmbeddingsThenTorchEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.embeddings(input_ids)  # (B, T) -> (B, T, D)
-        return self.encoder(x, src_key_padding_mask=attention_mask == 0)  # torch: True = ignore
+        return self.encoder(x, src_key_padding_mask=to_torch_key_padding_mask(attention_mask))
 
 
 def uses_torch_fast_path(fn: Callable[[], object]) -> bool:
@@ -373,8 +377,9 @@ def random_weights_section(
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(s.batch, s.length, s.d_model, generator=gen).to(device)
     mask = padding_mask(s.batch, s.length, device)
+    ignore = to_torch_key_padding_mask(mask)  # torch's sense: True = ignore
     impls = {
-        "torch.nn.TransformerEncoder": lambda: theirs(x, src_key_padding_mask=~mask),
+        "torch.nn.TransformerEncoder": lambda: theirs(x, src_key_padding_mask=ignore),
         "ours, fused attention": lambda: fused(x, mask),
         "ours, explicit attention": lambda: explicit(x, mask, return_attention=True)[0],
     }
