@@ -1,4 +1,5 @@
-"""Shared pytest set-up: the ``gpu`` marker, hypothesis settings and small helpers."""
+"""Shared pytest set-up: the ``gpu`` and ``slow`` markers, hypothesis settings, global torch state
+restored after every test, and small helpers (import them with ``from conftest import ...``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
+    config.addinivalue_line(
+        "markers",
+        "slow: starts processes, a browser, the book build or a benchmark; "
+        "`pytest -m 'not slow'` is the quick loop, `make test` runs everything",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,6 +58,48 @@ def _two_threads():
     torch.set_num_threads(min(before, 2))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_state():
+    """Undo what a test (or ``runtime.setup`` inside it) changes in torch's process-wide settings."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    flags = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    dtype = torch.get_default_dtype()
+    rng = torch.get_rng_state()
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    ) = flags
+    torch.set_default_dtype(dtype)
+    torch.set_rng_state(rng)
+
+
+def random_padding_mask(
+    gen: torch.Generator, B: int, T: int, full_first: bool = False, short_last: bool = False
+) -> torch.Tensor:
+    """(B, T) padding mask, True = real token: lengths drawn in [1, T] from ``gen`` (every row keeps
+    its first token); ``full_first`` makes row 0 length T, ``short_last`` makes the last row length 1."""
+    lengths = torch.randint(1, T + 1, (B,), generator=gen)
+    if full_first:
+        lengths[0] = T
+    if short_last:
+        lengths[-1] = 1
+    return torch.arange(T)[None, :] < lengths[:, None]
+
+
+def padding_mask_from_lengths(lengths: torch.Tensor | list[int], T: int) -> torch.Tensor:
+    """(B, T) padding mask, True = real token, for the given lengths (0 gives a fully masked row)."""
+    lengths = torch.as_tensor(lengths)
+    return torch.arange(T)[None, :] < lengths[:, None]
 
 
 @pytest.fixture
