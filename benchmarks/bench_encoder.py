@@ -49,12 +49,9 @@ import torch
 from torch import nn
 
 from transformer_course import runtime
-from transformer_course.attention import (
-    MultiHeadAttention,
-    fused_attention_kernels,
-    to_torch_key_padding_mask,
-)
+from transformer_course.attention import MultiHeadAttention, to_torch_key_padding_mask
 from transformer_course.encoder import Encoder
+from transformer_course.profiling import fused_attention_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "_build" / "bench" / "encoder.md"

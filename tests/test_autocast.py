@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from transformer_course import runtime
-from transformer_course.attention import MultiHeadAttention, fused_attention_kernels
+from transformer_course.attention import MultiHeadAttention
+from transformer_course.profiling import fused_attention_kernels
 from transformer_course.encoder import Encoder
 
 

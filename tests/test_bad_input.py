@@ -63,7 +63,7 @@ BAD_CALLS = {
     "float ids": (lambda: TokenEmbedding(10, 4)(torch.tensor([[1.0, 2.0]])), TypeError,
                   r"input_ids: .*integer dtype.*torch.float32"),
     "sequence longer than the positional table": (
-        lambda: SinusoidalPositionalEncoding(8, max_len=4)(torch.zeros(1, 5, 8)), ValueError,
+        lambda: SinusoidalPositionalEncoding(max_len=4, d_model=8)(torch.zeros(1, 5, 8)), ValueError,
         r"x: sequence length T=5 exceeds .*max_len=4"),
     "ids longer than the positional table": (
         lambda: InputEmbedding(10, 8, max_len=3)(torch.tensor([[1, 2, 3, 4]])), ValueError,

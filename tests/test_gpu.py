@@ -19,7 +19,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from transformer_course import runtime
-from transformer_course.attention import MultiHeadAttention, fused_attention_kernels
+from transformer_course.attention import MultiHeadAttention
+from transformer_course.profiling import fused_attention_kernels
 from transformer_course.encoder import Encoder
 
 pytestmark = pytest.mark.gpu

@@ -46,7 +46,7 @@ def test_shift_by_k_is_the_same_rotation_for_every_position():
 
 
 def test_sinusoidal_module_adds_the_table_and_follows_dtype():
-    module = SinusoidalPositionalEncoding(8, max_len=12)
+    module = SinusoidalPositionalEncoding(max_len=12, d_model=8)
     x = torch.zeros(2, 5, 8)
     torch.testing.assert_close(module(x), sinusoidal_encoding(12, 8)[:5].expand(2, 5, 8))
     assert module(x.to(torch.bfloat16)).dtype == torch.bfloat16
@@ -65,7 +65,7 @@ def test_token_embedding_is_one_hot_times_matrix():
     embed = TokenEmbedding(vocab_size=11, d_model=4)
     ids = torch.tensor([[3, 0, 10], [1, 1, 2]])
     one_hot = torch.nn.functional.one_hot(ids, 11).float()  # (B, T) -> (B, T, V)
-    torch.testing.assert_close(embed(ids), one_hot @ embed.embedding.weight)
+    torch.testing.assert_close(embed(ids), one_hot @ embed.table.weight)
 
 
 def test_scaled_embedding_has_unit_scale_and_zero_padding_row():
@@ -93,7 +93,7 @@ def test_input_embedding_without_positions_is_the_scaled_token_lookup_alone():
     ids = torch.tensor([[4, 4, 1]])
     out = none(ids)
     assert torch.equal(out[0, 0], out[0, 1])  # same token, same vector: no order at all
-    torch.testing.assert_close(out, none.tokens(ids))
+    torch.testing.assert_close(out, none.token_embedding(ids))
     # The only difference from the sinusoidal embedding is the table.
     torch.testing.assert_close(sinusoidal(ids) - out, sinusoidal_encoding(3, 8)[None])
     with pytest.raises(ValueError, match=r"positional: expected .*'learned' or 'none', got 'rotary'"):

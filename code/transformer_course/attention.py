@@ -1,6 +1,16 @@
 """Scaled dot-product attention and multi-head attention, written out and checked against torch.
 
-Follows "Attention Is All You Need" (Vaswani et al., 2017), section 3.2.
+Follows "Attention Is All You Need" (Vaswani et al., 2017), section 3.2. For queries Q, keys K
+and values V of width d,
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d) V
+
+row by row: query i scores every key j by the dot product q_i · k_j, the scores are divided by √d
+(so that their variance does not grow with d), a softmax turns each row into weights that are
+positive and sum to 1, and the output of query i is the weighted sum of the values. Multi-head
+attention runs H such attentions side by side on learned projections of width Dh = D / H:
+
+    head_h = Attention(X_q W_q^h, X_k W_k^h, X_v W_v^h),   out = concat(head_1, ..., head_H) W_o
 
 Legend used in every ``Shape:`` section: B batch, T length (Tq queries, Tk keys), D model width,
 H heads, Dh = D // H. Everything is batch-first.
@@ -9,97 +19,27 @@ Masks are boolean (or 0/1 integer) and **True / 1 means "may attend"**, as in
 ``torch.nn.functional.scaled_dot_product_attention`` and Hugging Face's ``attention_mask``.
 ``torch.nn.MultiheadAttention``'s ``key_padding_mask`` uses the opposite sense; convert with
 :func:`to_torch_key_padding_mask`.
+
+The functions that compute come first; the argument checks, which run once at the public entry
+points (:func:`scaled_dot_product_attention`, ``MultiHeadAttention.forward``), are at the end.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
+
 __all__ = [
     "scaled_dot_product_attention",
     "MultiHeadAttention",
-    "check_mask",
+    "expand_mask",
     "to_torch_key_padding_mask",
-    "fused_attention_kernels",
 ]
-
-
-def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """Validate a "may attend" mask and return it as a bool tensor.
-
-    Raises:
-        TypeError: if ``mask`` is not a tensor, or is a float tensor (a float mask is ambiguous:
-            additive ``-inf`` or multiplicative 0/1?).
-        ValueError: if an integer mask holds values other than 0 and 1.
-    """
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name}: expected a bool or 0/1 integer tensor, got {type(mask).__name__}")
-    if mask.dtype == torch.bool:
-        return mask
-    if mask.is_floating_point() or mask.is_complex():
-        raise TypeError(
-            f"{name}: expected dtype torch.bool (True = may attend) or a 0/1 integer dtype, "
-            f"got {mask.dtype}"
-        )
-    if ((mask != 0) & (mask != 1)).any():
-        raise ValueError(f"{name}: an integer mask must hold only 0 and 1 (1 = may attend)")
-    return mask.bool()
-
-
-def to_torch_key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Convert our padding mask (True = may attend) to ``nn.MultiheadAttention``'s (True = ignore).
-
-    Shape:
-        attention_mask: (B, Tk) -> (B, Tk)
-    """
-    return ~check_mask(attention_mask, "attention_mask")
-
-
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    """Check that q, k and v are tensors of compatible shapes for attention."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-        if t.ndim < 2:
-            raise ValueError(f"{name}: expected at least 2 dims (..., T, d), got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k: last dims must match (queries and keys share width d), "
-            f"got q {tuple(q.shape)} and k {tuple(k.shape)}"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v: lengths must match (one value per key), "
-            f"got k {tuple(k.shape)} and v {tuple(v.shape)}"
-        )
-
-
-def _broadcast_mask(mask: torch.Tensor, scores_shape: torch.Size, name: str) -> torch.Tensor:
-    """Validate ``mask`` and check it broadcasts to the (..., Tq, Tk) scores."""
-    mask = check_mask(mask, name)
-    try:
-        torch.broadcast_shapes(mask.shape, scores_shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{name}: shape {tuple(mask.shape)} does not broadcast to the attention scores "
-            f"(..., Tq, Tk) = {tuple(scores_shape)}"
-        ) from None
-    if torch.broadcast_shapes(mask.shape, scores_shape) != scores_shape:
-        raise ValueError(
-            f"{name}: shape {tuple(mask.shape)} would enlarge the attention scores "
-            f"{tuple(scores_shape)}; expected a shape broadcastable to (..., Tq, Tk)"
-        )
-    return mask
 
 
 def scaled_dot_product_attention(
@@ -128,8 +68,18 @@ def scaled_dot_product_attention(
         >>> out, weights = scaled_dot_product_attention(q, k, v)
         >>> torch.allclose(weights.sum(-1), torch.ones(3))
         True
+        >>> no_future = torch.ones(3, 3, dtype=torch.bool).tril()  # query i sees keys 0..i
+        >>> scaled_dot_product_attention(q, k, v, no_future)[1][0]
+        tensor([1., 0., 0.])
     """
-    _check_qkv(q, k, v)
+    mask = _check_qkv_and_mask(q, k, v, mask)
+    return _attention(q, k, v, mask)
+
+
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The formula itself, unchecked; ``mask`` is None or a bool tensor broadcastable to the scores."""
     d = q.shape[-1]
     # Scaling q before the product is the same formula, but touches (..., Tq, d) numbers instead
     # of (..., Tq, Tk), and keeps q kᵀ smaller where float16 overflows (above 65504).
@@ -137,7 +87,6 @@ def scaled_dot_product_attention(
     if mask is None:
         weights = torch.softmax(scores, dim=-1)
     else:
-        mask = _broadcast_mask(mask, scores.shape, "mask")
         # -inf is exact in float16 and bfloat16 too (no magic -1e9 that half precision rounds or
         # overflows). In place: `scores` is new, and the matmul's backward does not need it.
         scores.masked_fill_(~mask, float("-inf"))
@@ -158,12 +107,14 @@ class MultiHeadAttention(nn.Module):
     Need", section 3.2.2). The parameter names and layout match ``torch.nn.MultiheadAttention``
     so that :meth:`from_torch` is a plain copy.
 
-    Without weights, ``forward`` calls the fused
-    ``torch.nn.functional.scaled_dot_product_attention`` (flash or memory-efficient kernels where
-    available); with ``need_weights=True`` it takes the explicit path of
-    :func:`scaled_dot_product_attention`. Both give the same output, also under
-    ``torch.autocast`` (float16, bfloat16), and both give zeros, never NaN, for a query whose keys
-    are all masked; :func:`fused_attention_kernels` names the kernel the fused path ran.
+    Without weights, the fused ``torch.nn.functional.scaled_dot_product_attention`` computes the
+    heads (flash or memory-efficient kernels where available); with ``need_weights=True`` the
+    explicit formula of :func:`scaled_dot_product_attention` does. Both give the same output,
+    also under ``torch.autocast`` (float16, bfloat16), and both give zeros, never NaN, for a
+    query whose keys are all masked.
+
+    ``forward`` checks its inputs and then calls :meth:`attend`, which computes without checking;
+    an encoder layer calls :meth:`attend` directly, because its stack has already checked.
 
     Args:
         d_model: model width D; must be divisible by ``num_heads``.
@@ -183,19 +134,22 @@ class MultiHeadAttention(nn.Module):
         >>> out, weights = mha(x, need_weights=True)
         >>> tuple(out.shape), tuple(weights.shape)
         ((2, 5, 8), (2, 2, 5, 5))
+        >>> padding = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # 1 = real token
+        >>> weights = mha(x, attention_mask=padding, need_weights=True)[1]
+        >>> weights[0, :, :, 3:].abs().max().item()  # padding keys get no weight
+        0.0
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        _check_positive_int(d_model, "d_model")
-        _check_positive_int(num_heads, "num_heads")
+        _checks.positive_int(d_model, "d_model")
+        _checks.positive_int(num_heads, "num_heads")
         if d_model % num_heads != 0:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by num_heads ({num_heads}): "
                 f"each head gets d_model // num_heads dims"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
+        _checks.probability(dropout, "dropout")
         self.d_model = d_model
         self.num_heads = num_heads
         self.head_dim = d_model // num_heads
@@ -208,41 +162,6 @@ class MultiHeadAttention(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout}"
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, H, T, Dh)."""
-        B, T, _ = x.shape
-        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-
-    def _check_input(self, x: torch.Tensor, name: str) -> None:
-        """Check that ``x`` is a float (B, T, D) tensor with D = d_model."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"{name}: expected shape (B, T, D={self.d_model}), got {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-
-    def _expand_mask(self, attention_mask: torch.Tensor, B: int, Tq: int, Tk: int) -> torch.Tensor:
-        """Bring a padding (B, Tk), (B, Tq, Tk) or 4-D mask to a shape broadcastable to (B, H, Tq, Tk)."""
-        mask = check_mask(attention_mask, "attention_mask")
-        if mask.ndim == 2:
-            if tuple(mask.shape) != (B, Tk):
-                raise ValueError(
-                    f"attention_mask: a 2-D mask is a padding mask of shape (B, Tk) = ({B}, {Tk}), "
-                    f"got {tuple(mask.shape)}"
-                )
-            return mask[:, None, None, :]  # (B, Tk) -> (B, 1, 1, Tk)
-        if mask.ndim == 3:
-            mask = mask[:, None]  # (B, Tq, Tk) -> (B, 1, Tq, Tk)
-        if mask.ndim != 4:
-            raise ValueError(
-                f"attention_mask: expected (B, Tk) or a mask broadcastable to (B, H, Tq, Tk), "
-                f"got {mask.ndim} dims {tuple(mask.shape)}"
-            )
-        return _broadcast_mask(mask, torch.Size((B, self.num_heads, Tq, Tk)), "attention_mask")
-
     def forward(
         self,
         query: torch.Tensor,
@@ -254,55 +173,47 @@ class MultiHeadAttention(nn.Module):
         """Attend from ``query`` to ``key``/``value`` (self-attention when they are omitted)."""
         key = query if key is None else key
         value = key if value is None else value
-        self._check_input(query, "query")
-        self._check_input(key, "key")
-        self._check_input(value, "value")
-        if key.shape[:2] != value.shape[:2]:
-            raise ValueError(
-                f"key and value: expected the same (B, Tk), got key {tuple(key.shape)} "
-                f"and value {tuple(value.shape)}"
-            )
-        if query.shape[0] != key.shape[0]:
-            raise ValueError(
-                f"query and key: expected the same batch size B, got query {tuple(query.shape)} "
-                f"and key {tuple(key.shape)}"
-            )
-        B, Tq, _ = query.shape
-        Tk = key.shape[1]
-        mask = None if attention_mask is None else self._expand_mask(attention_mask, B, Tq, Tk)
+        _check_query_key_value(query, key, value, self.d_model)
+        mask = None
+        if attention_mask is not None:
+            mask = expand_mask(attention_mask, query.shape[0], self.num_heads, query.shape[1], key.shape[1])
+        return self.attend(query, key, value, mask, need_weights)
 
+    def attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The computation of :meth:`forward`, without checks.
+
+        ``mask`` is None or a bool tensor broadcastable to (B, H, Tq, Tk), as
+        :func:`expand_mask` returns it.
+        """
+        B, Tq, _ = query.shape
         q = self._split_heads(self.q_proj(query))  # (B, Tq, D) -> (B, H, Tq, Dh)
         k = self._split_heads(self.k_proj(key))  # (B, Tk, D) -> (B, H, Tk, Dh)
         v = self._split_heads(self.v_proj(value))  # (B, Tk, D) -> (B, H, Tk, Dh)
         dropout_p = self.dropout if self.training else 0.0
 
         if need_weights:
-            context, weights = scaled_dot_product_attention(q, k, v, mask)
+            context, weights = _attention(q, k, v, mask)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
             if dropout_p > 0.0:
                 # Dropout acts on the weights that mix V; the returned weights stay undropped.
                 context = F.dropout(weights, dropout_p, training=True) @ v
             context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
         else:
             weights = None
-            fused_mask = None
-            if mask is not None:
-                # A query with every key masked is 0/0 inside the kernels (NaN or zeros, in the
-                # forward or the backward, depending on the backend): let such a query see every
-                # key, so that no kernel meets one, then zero its output as the explicit path does.
-                has_key = mask.any(dim=-1, keepdim=True)  # (B, H|1, Tq|1, 1)
-                fused_mask = mask | ~has_key
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=fused_mask, dropout_p=dropout_p)
-            context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
-            if mask is not None:
-                keyless = ~has_key.transpose(1, 2)  # (B, H|1, Tq|1, 1) -> (B, Tq|1, H|1, 1)
-                # Filled after the transpose, the result keeps the kernels' (B, Tq, H, Dh) layout,
-                # so the reshape below copies nothing; in place when autograd needs no copy.
-                if context.requires_grad:
-                    context = context.masked_fill(keyless, 0.0)
-                else:
-                    context.masked_fill_(keyless, 0.0)
+            context = _fused_attention(q, k, v, mask, dropout_p)  # (B, Tq, H, Dh)
         context = context.reshape(B, Tq, self.d_model)  # (B, Tq, H, Dh) -> (B, Tq, D)
         return self.out_proj(context), weights
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, H, T, Dh)."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
     @classmethod
     def from_torch(cls, torch_mha: nn.MultiheadAttention) -> MultiHeadAttention:
@@ -310,6 +221,13 @@ class MultiHeadAttention(nn.Module):
 
         Only the standard layout is supported: equal query/key/value widths, no ``add_bias_kv``
         and no ``add_zero_attn``. Use it batch-first (our module always is).
+
+        Examples:
+            >>> theirs = nn.MultiheadAttention(8, 2, batch_first=True)
+            >>> ours = MultiHeadAttention.from_torch(theirs)
+            >>> x = torch.randn(1, 3, 8)
+            >>> torch.allclose(ours(x)[0], theirs(x, x, x)[0], atol=1e-6)
+            True
         """
         if not isinstance(torch_mha, nn.MultiheadAttention):
             raise TypeError(
@@ -337,59 +255,131 @@ class MultiHeadAttention(nn.Module):
         return ours.train(torch_mha.training)
 
 
-def _check_positive_int(value: object, name: str) -> None:
-    """Raise unless ``value`` is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
+def _fused_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
+) -> torch.Tensor:
+    """torch's fused kernel on (B, H, T, Dh) heads, returned as (B, Tq, H, Dh); keyless queries give 0."""
+    if mask is None:
+        context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        return context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
+    # A query with every key masked is 0/0 inside the kernels (NaN or zeros, in the forward or the
+    # backward, depending on the backend): let such a query see every key, so that no kernel meets
+    # one, then zero its output as the explicit formula does.
+    has_key = mask.any(dim=-1, keepdim=True)  # (B, H|1, Tq|1, 1)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout_p)
+    context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
+    keyless = ~has_key.transpose(1, 2)  # (B, H|1, Tq|1, 1) -> (B, Tq|1, H|1, 1)
+    # Filled after the transpose, the result keeps the kernels' (B, Tq, H, Dh) layout, so the
+    # caller's reshape copies nothing; in place when autograd needs no copy.
+    if context.requires_grad:
+        return context.masked_fill(keyless, 0.0)
+    return context.masked_fill_(keyless, 0.0)
 
 
-@contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Send the process's stderr (file descriptor 2) to /dev/null for the block.
+def expand_mask(attention_mask: torch.Tensor, B: int, H: int, Tq: int, Tk: int) -> torch.Tensor:
+    """Check a user's mask once and bring it to a bool tensor broadcastable to (B, H, Tq, Tk).
 
-    The profiler's C++ back end writes a time-stamped "profiler_start" / "profiler_stop" log
-    line there on every run, below Python's reach; in a notebook it would become an output
-    that changes on every run. Python-level warnings raised meanwhile are lost too.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    A stack of layers calls this once and hands the result to every layer's attention.
 
-
-def fused_attention_kernels(fn: Callable[[], object]) -> list[str]:
-    """Names of the attention kernels that ``torch.nn.functional.scaled_dot_product_attention``
-    picked while ``fn()`` ran, one per call, in call order.
-
-    The fused function chooses its kernel at run time from the device, dtype, shapes and mask:
-    ``aten::_scaled_dot_product_flash_attention_for_cpu`` on CPU;
-    ``aten::_scaled_dot_product_flash_attention`` (no mask, half precision),
-    ``aten::_scaled_dot_product_efficient_attention`` (memory-efficient, masks and float32) or
-    ``aten::_scaled_dot_product_cudnn_attention`` on CUDA; and
-    ``aten::_scaled_dot_product_attention_math``, the unfused fallback that forms the whole
-    (T, T) score matrix. The profiler records the chosen operator on the CPU side, so this works
-    on every device. ``fn`` runs once.
+    Shape:
+        attention_mask (True = may attend): (B, Tk) padding -> (B, 1, 1, Tk);
+        (B, Tq, Tk) -> (B, 1, Tq, Tk); a 4-D mask broadcastable to (B, H, Tq, Tk) is kept.
 
     Examples:
-        >>> mha = MultiHeadAttention(d_model=8, num_heads=2)
-        >>> fused_attention_kernels(lambda: mha(torch.randn(1, 4, 8)))
-        ['aten::_scaled_dot_product_flash_attention_for_cpu']
-        >>> fused_attention_kernels(lambda: mha(torch.randn(1, 4, 8), need_weights=True))
-        []
+        >>> tuple(expand_mask(torch.tensor([[1, 1, 0]]), B=1, H=2, Tq=3, Tk=3).shape)
+        (1, 1, 1, 3)
     """
-    from torch.profiler import ProfilerActivity, profile
+    mask = _checks.bool_mask(attention_mask, "attention_mask")
+    if mask.ndim == 2:
+        if tuple(mask.shape) != (B, Tk):
+            raise ValueError(
+                f"attention_mask: a 2-D mask is a padding mask of shape (B, Tk) = ({B}, {Tk}), "
+                f"got {tuple(mask.shape)}"
+            )
+        return mask[:, None, None, :]  # (B, Tk) -> (B, 1, 1, Tk)
+    if mask.ndim == 3:
+        mask = mask[:, None]  # (B, Tq, Tk) -> (B, 1, Tq, Tk)
+    if mask.ndim != 4:
+        raise ValueError(
+            f"attention_mask: expected (B, Tk) or a mask broadcastable to (B, H, Tq, Tk), "
+            f"got {mask.ndim} dims {tuple(mask.shape)}"
+        )
+    _check_broadcast(mask, torch.Size((B, H, Tq, Tk)), "attention_mask")
+    return mask
 
-    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    events = sorted(prof.events(), key=lambda e: e.time_range.start)
-    # The public op `aten::scaled_dot_product_attention` dispatches to one `aten::_scaled_dot_...`
-    # kernel; the efficient and flash kernels call `aten::_efficient_attention_forward` and
-    # `aten::_flash_attention_forward` inside it, which are not listed again.
-    return [e.name for e in events if e.name.startswith("aten::_scaled_dot_product_")]
+
+def to_torch_key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Convert our padding mask (True = may attend) to ``nn.MultiheadAttention``'s (True = ignore).
+
+    Shape:
+        attention_mask: (B, Tk) -> (B, Tk)
+
+    Examples:
+        >>> to_torch_key_padding_mask(torch.tensor([[1, 1, 0]]))
+        tensor([[False, False,  True]])
+    """
+    return ~_checks.bool_mask(attention_mask, "attention_mask")
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _check_qkv_and_mask(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    """Check q, k, v of :func:`scaled_dot_product_attention`; return the mask as bool (or None)."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.ndim < 2:
+            raise ValueError(f"{name}: expected at least 2 dims (..., T, d), got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k: last dims must match (queries and keys share width d), "
+            f"got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v: lengths must match (one value per key), "
+            f"got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    if mask is None:
+        return None
+    mask = _checks.bool_mask(mask, "mask")
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])  # the "..." of q and k
+    _check_broadcast(mask, torch.Size((*batch, q.shape[-2], k.shape[-2])), "mask")  # (..., Tq, Tk)
+    return mask
+
+
+def _check_broadcast(mask: torch.Tensor, scores_shape: torch.Size, name: str) -> None:
+    """Raise unless ``mask`` broadcasts to the (..., Tq, Tk) scores without enlarging them."""
+    try:
+        shape = torch.broadcast_shapes(mask.shape, scores_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: shape {tuple(mask.shape)} does not broadcast to the attention scores "
+            f"(..., Tq, Tk) = {tuple(scores_shape)}"
+        ) from None
+    if shape != scores_shape:
+        raise ValueError(
+            f"{name}: shape {tuple(mask.shape)} would enlarge the attention scores "
+            f"{tuple(scores_shape)}; expected a shape broadcastable to (..., Tq, Tk)"
+        )
+
+
+def _check_query_key_value(query: object, key: object, value: object, d_model: int) -> None:
+    """Check that query, key and value are float (B, T, D) tensors with matching B and Tk."""
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        _checks.float_tensor(x, name, f"(B, T, D={d_model})", width=d_model)
+    if key.shape[:2] != value.shape[:2]:
+        raise ValueError(
+            f"key and value: expected the same (B, Tk), got key {tuple(key.shape)} "
+            f"and value {tuple(value.shape)}"
+        )
+    if query.shape[0] != key.shape[0]:
+        raise ValueError(
+            f"query and key: expected the same batch size B, got query {tuple(query.shape)} "
+            f"and key {tuple(key.shape)}"
+        )

@@ -13,23 +13,10 @@ import math
 import torch
 from torch import nn
 
-from .attention import _check_positive_int
+from . import _checks
 from .positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 
-__all__ = ["TokenEmbedding", "InputEmbedding", "check_token_ids"]
-
-
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    """Raise a clear error unless ``input_ids`` is an integer tensor of ids in [0, vocab_size)."""
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"{name}: expected a LongTensor of token ids, got {type(input_ids).__name__}")
-    if input_ids.is_floating_point() or input_ids.dtype == torch.bool or input_ids.is_complex():
-        raise TypeError(f"{name}: expected an integer dtype (torch.long), got {input_ids.dtype}")
-    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
-        raise ValueError(
-            f"{name}: ids must lie in [0, {vocab_size}) (the vocabulary size), "
-            f"got values in [{int(input_ids.min())}, {int(input_ids.max())}]"
-        )
+__all__ = ["TokenEmbedding", "InputEmbedding"]
 
 
 class TokenEmbedding(nn.Module):
@@ -54,26 +41,26 @@ class TokenEmbedding(nn.Module):
         self, vocab_size: int, d_model: int, padding_idx: int | None = None, scale: bool = False
     ) -> None:
         super().__init__()
-        _check_positive_int(vocab_size, "vocab_size")
-        _check_positive_int(d_model, "d_model")
+        _checks.positive_int(vocab_size, "vocab_size")
+        _checks.positive_int(d_model, "d_model")
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.scale = scale
-        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        self.table = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)  # (V, D)
         if scale:
             # Start rows at std 1/√D, so that after the √D scale token vectors have std 1,
             # the same size as the ±1 sinusoids they are added to.
             with torch.no_grad():
-                self.embedding.weight.normal_(0.0, d_model**-0.5)
+                self.table.weight.normal_(0.0, d_model**-0.5)
                 if padding_idx is not None:
-                    self.embedding.weight[padding_idx].zero_()
+                    self.table.weight[padding_idx].zero_()
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        check_token_ids(input_ids, self.vocab_size)
-        x = self.embedding(input_ids)  # (B, T) -> (B, T, D)
+        _checks.token_ids(input_ids, self.vocab_size)
+        x = self.table(input_ids)  # (B, T) -> (B, T, D): row i of the table for id i
         return x * math.sqrt(self.d_model) if self.scale else x
 
 
@@ -112,16 +99,17 @@ class InputEmbedding(nn.Module):
         if positional not in ("sinusoidal", "learned", "none"):
             raise ValueError(f"positional: expected 'sinusoidal', 'learned' or 'none', got {positional!r}")
         # The fixed ±1 sinusoids are paired with √D-scaled token vectors of the same size.
-        self.tokens = TokenEmbedding(
+        self.token_embedding = TokenEmbedding(
             vocab_size, d_model, padding_idx=padding_idx, scale=positional != "learned"
         )
         if positional == "sinusoidal":
-            self.positions: nn.Module = SinusoidalPositionalEncoding(d_model, max_len)
+            self.position_encoding: nn.Module = SinusoidalPositionalEncoding(max_len, d_model)
         elif positional == "learned":
-            self.positions = LearnedPositionalEncoding(max_len, d_model)
+            self.position_encoding = LearnedPositionalEncoding(max_len, d_model)
         else:
-            self.positions = nn.Identity()
+            self.position_encoding = nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.positions(self.tokens(input_ids)))  # (B, T) -> (B, T, D)
+        x = self.token_embedding(input_ids)  # (B, T) -> (B, T, D)
+        return self.dropout(self.position_encoding(x))  # x + PE[:T] (x alone with "none"): (B, T, D)

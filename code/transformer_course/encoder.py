@@ -7,9 +7,16 @@ connection and layer normalization. Two placements of the norm are taught:
 - post-LN (the 2017 paper, BERT): ``x = norm(x + sublayer(x))``;
 - pre-LN (most models since GPT-2): ``x = x + sublayer(norm(x))``, plus one final norm.
 
-Parameter names follow ``torch.nn.TransformerEncoderLayer`` so that ``from_torch`` is a copy.
+In formulas, with FFN(x) = W_2 act(W_1 x + b_1) + b_2 applied to every position on its own:
 
-Legend: B batch, T length, D model width, H heads. Masks: True = may attend.
+    post-LN:  x = LayerNorm(x + MultiHead(x, x, x)),   x = LayerNorm(x + FFN(x))
+    pre-LN:   x = x + MultiHead(LN(x), LN(x), LN(x)),   x = x + FFN(LN(x))
+
+Parameter names follow ``torch.nn.TransformerEncoderLayer`` so that ``from_torch`` is a copy.
+Each module's ``forward`` checks its input and calls the method that computes (``transform`` or
+``encode``); the stack checks once and calls its layers' ``encode``, which do not check again.
+
+Legend: B batch, T length, D model width, H heads, L layers. Masks: True = may attend.
 """
 
 from __future__ import annotations
@@ -18,21 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import MultiHeadAttention, _check_positive_int
+from . import _checks
+from .attention import MultiHeadAttention, expand_mask
 
 __all__ = ["FeedForward", "EncoderLayer", "Encoder"]
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
-
-
-def _activation_name(torch_layer: nn.TransformerEncoderLayer) -> str:
-    """Name of the activation of a torch encoder layer: 'relu' or 'gelu'."""
-    act = torch_layer.activation
-    if act is F.relu or isinstance(act, nn.ReLU):
-        return "relu"
-    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
-        return "gelu"
-    raise ValueError(f"torch_layer: only relu and exact gelu activations are supported, got {act}")
 
 
 class FeedForward(nn.Module):
@@ -57,10 +55,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
-        _check_positive_int(d_model, "d_model")
-        _check_positive_int(d_ff, "d_ff")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        _checks.positive_int(d_model, "d_model")
+        _checks.positive_int(d_ff, "d_ff")
+        _checks.one_of(activation, _ACTIVATIONS, "activation")
         self.d_model = d_model
         self.activation_name = activation
         self.activation = _ACTIVATIONS[activation]
@@ -75,17 +72,12 @@ class FeedForward(nn.Module):
         if not isinstance(x, torch.Tensor) or x.shape[-1:] != (self.d_model,):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x: expected shape (..., D={self.d_model}), got {shape}")
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))  # (..., D) -> (..., D)
+        return self.transform(x)
 
-
-def _check_encoder_input(x: torch.Tensor, d_model: int) -> None:
-    """Check that ``x`` is a float (B, T, D) tensor with D = d_model."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x: expected a floating-point tensor (embeddings), got {x.dtype}")
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """The computation of :meth:`forward`, without the check: (..., D) -> (..., D)."""
+        hidden = self.dropout(self.activation(self.linear1(x)))  # (..., D) -> (..., d_ff)
+        return self.linear2(hidden)  # (..., d_ff) -> (..., D)
 
 
 class EncoderLayer(nn.Module):
@@ -139,8 +131,7 @@ class EncoderLayer(nn.Module):
         residual: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(residual, bool):
-            raise TypeError(f"residual: expected a bool, got {type(residual).__name__}")
+        _checks.boolean(residual, "residual")
         self.d_model = d_model
         self.norm_first = norm_first
         self.residual = residual
@@ -154,33 +145,38 @@ class EncoderLayer(nn.Module):
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}" + ("" if self.residual else ", residual=False")
 
-    def _attend(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The attention sub-layer's output (before the residual), and its weights if asked."""
-        out, weights = self.self_attn(x, attention_mask=attention_mask, need_weights=need_weights)
-        return self.dropout1(out), weights
-
-    def _add(self, x: torch.Tensor, sublayer_out: torch.Tensor) -> torch.Tensor:
-        """The residual connection ``x + sublayer_out``, or ``sublayer_out`` alone without it."""
-        return x + sublayer_out if self.residual else sublayer_out
-
     def forward(
         self,
         x: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        _check_encoder_input(x, self.d_model)
-        if self.norm_first:
-            attended, weights = self._attend(self.norm1(x), attention_mask, return_attention)
-            x = self._add(x, attended)
-            x = self._add(x, self.dropout2(self.feed_forward(self.norm2(x))))
-        else:
-            attended, weights = self._attend(x, attention_mask, return_attention)
-            x = self.norm1(self._add(x, attended))
-            x = self.norm2(self._add(x, self.dropout2(self.feed_forward(x))))
+        mask = _check_encoder_input(x, attention_mask, self.d_model, self.self_attn.num_heads)
+        x, weights = self.encode(x, mask, need_weights=return_attention)
         return (x, weights) if return_attention else x
+
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The computation of :meth:`forward`, without checks.
+
+        Shape:
+            x: (B, T, D); mask: None or bool, broadcastable to (B, H, T, T) (as
+            :func:`~transformer_course.attention.expand_mask` returns it).
+            Returns x (B, T, D) and weights (B, H, T, T), or None without ``need_weights``.
+        """
+        if self.norm_first:  # pre-LN: x + sublayer(norm(x))
+            h = self.norm1(x)
+            y, weights = self.self_attn.attend(h, h, h, mask, need_weights)
+            x = x + self.dropout1(y) if self.residual else self.dropout1(y)
+            y = self.feed_forward.transform(self.norm2(x))
+            x = x + self.dropout2(y) if self.residual else self.dropout2(y)
+        else:  # post-LN: norm(x + sublayer(x))
+            y, weights = self.self_attn.attend(x, x, x, mask, need_weights)
+            x = self.norm1(x + self.dropout1(y) if self.residual else self.dropout1(y))
+            y = self.feed_forward.transform(x)
+            x = self.norm2(x + self.dropout2(y) if self.residual else self.dropout2(y))
+        return x, weights
 
     @classmethod
     def from_torch(cls, torch_layer: nn.TransformerEncoderLayer) -> EncoderLayer:
@@ -250,7 +246,7 @@ class Encoder(nn.Module):
         residual: bool = True,
     ) -> None:
         super().__init__()
-        _check_positive_int(num_layers, "num_layers")
+        _checks.positive_int(num_layers, "num_layers")
         self.d_model = d_model
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps, residual)
@@ -264,17 +260,29 @@ class Encoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        _check_encoder_input(x, self.d_model)
+        heads = self.layers[0].self_attn.num_heads
+        mask = _check_encoder_input(x, attention_mask, self.d_model, heads)  # once for all L layers
+        x, weights = self.encode(x, mask, need_weights=return_attention)
+        return (x, weights) if return_attention else x
+
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """The computation of :meth:`forward`, without checks: every layer in turn, then the
+        final norm of a pre-LN stack.
+
+        Shape:
+            x: (B, T, D); mask: None or bool, broadcastable to (B, H, T, T).
+            Returns x (B, T, D) and a list of L weight tensors (B, H, T, T), or None without
+            ``need_weights``.
+        """
         all_weights = []
         for layer in self.layers:
-            if return_attention:
-                x, weights = layer(x, attention_mask, return_attention=True)
-                all_weights.append(weights)
-            else:
-                x = layer(x, attention_mask)
+            x, weights = layer.encode(x, mask, need_weights)  # (B, T, D) -> (B, T, D)
+            all_weights.append(weights)
         if self.norm is not None:
             x = self.norm(x)
-        return (x, all_weights) if return_attention else x
+        return x, (all_weights if need_weights else None)
 
     @classmethod
     def from_torch(cls, torch_encoder: nn.TransformerEncoder) -> Encoder:
@@ -304,3 +312,32 @@ class Encoder(nn.Module):
             ours.norm.load_state_dict(torch_encoder.norm.state_dict())
         ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
         return ours.train(torch_encoder.training)
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _check_encoder_input(
+    x: object, attention_mask: torch.Tensor | None, d_model: int, num_heads: int
+) -> torch.Tensor | None:
+    """Check a float (B, T, D) input and its mask; return the mask ready for every layer (or None)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point tensor (embeddings), got {x.dtype}")
+    if attention_mask is None:
+        return None
+    B, T, _ = x.shape
+    return expand_mask(attention_mask, B, num_heads, T, T)
+
+
+def _activation_name(torch_layer: nn.TransformerEncoderLayer) -> str:
+    """Name of the activation of a torch encoder layer: 'relu' or 'gelu'."""
+    act = torch_layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return "gelu"
+    raise ValueError(f"torch_layer: only relu and exact gelu activations are supported, got {act}")

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from .attention import _check_positive_int
+from . import _checks
 
 __all__ = [
     "sinusoidal_encoding", "relative_shift_matrix", "SinusoidalPositionalEncoding",
@@ -51,8 +51,8 @@ def sinusoidal_encoding(max_len: int, d_model: int, dtype: torch.dtype = torch.f
         >>> pe[0].tolist()
         [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     """
-    _check_positive_int(max_len, "max_len")
-    _check_positive_int(d_model, "d_model")
+    _checks.positive_int(max_len, "max_len")
+    _checks.positive_int(d_model, "d_model")
     position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
@@ -95,7 +95,7 @@ def relative_shift_matrix(k: int, d_model: int, dtype: torch.dtype = torch.float
     """
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k: expected an int, got {type(k).__name__}")
-    _check_positive_int(d_model, "d_model")
+    _checks.positive_int(d_model, "d_model")
     if d_model % 2:
         raise ValueError(
             f"d_model: expected an even width (each sine column needs its cosine partner), got {d_model}"
@@ -112,35 +112,24 @@ def relative_shift_matrix(k: int, d_model: int, dtype: torch.dtype = torch.float
     return m.to(dtype)
 
 
-def _check_embeddings(x: torch.Tensor, d_model: int, max_len: int) -> None:
-    """Check that ``x`` is (B, T, D) with D = d_model and T <= max_len."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
-    if x.shape[1] > max_len:
-        raise ValueError(
-            f"x: sequence length T={x.shape[1]} exceeds the positional table's max_len={max_len}"
-        )
-
-
 class SinusoidalPositionalEncoding(nn.Module):
     """Add the fixed sinusoidal table to token embeddings: x + PE[:T].
 
     Args:
+        max_len: longest sequence accepted (the rows of the table).
         d_model: width D.
-        max_len: longest sequence accepted. Default: 4096.
 
     Shape:
         x: (B, T, D) with T <= max_len -> (B, T, D)
 
     Examples:
-        >>> add_positions = SinusoidalPositionalEncoding(d_model=8, max_len=16)
-        >>> tuple(add_positions(torch.zeros(2, 5, 8)).shape)
-        (2, 5, 8)
+        >>> add_positions = SinusoidalPositionalEncoding(max_len=16, d_model=8)
+        >>> out = add_positions(torch.zeros(2, 5, 8))
+        >>> tuple(out.shape), out[0, 0].tolist()  # position 0: sin 0 = 0, cos 0 = 1
+        ((2, 5, 8), [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     """
 
-    def __init__(self, d_model: int, max_len: int = 4096) -> None:
+    def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         self.d_model = d_model
         self.max_len = max_len
@@ -148,7 +137,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoidal_encoding(max_len, d_model), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, max_len={self.max_len}"
+        return f"max_len={self.max_len}, d_model={self.d_model}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_embeddings(x, self.d_model, self.max_len)
@@ -164,10 +153,17 @@ class LearnedPositionalEncoding(nn.Module):
 
     Shape:
         x: (B, T, D) with T <= max_len -> (B, T, D)
+
+    Examples:
+        >>> add_positions = LearnedPositionalEncoding(max_len=16, d_model=8)
+        >>> tuple(add_positions(torch.zeros(2, 5, 8)).shape), tuple(add_positions.weight.shape)
+        ((2, 5, 8), (16, 8))
     """
 
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
+        _checks.positive_int(max_len, "max_len")
+        _checks.positive_int(d_model, "d_model")
         self.d_model = d_model
         self.max_len = max_len
         self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
@@ -178,3 +174,15 @@ class LearnedPositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_embeddings(x, self.d_model, self.max_len)
         return x + self.weight[: x.shape[1]]  # (B, T, D) + (T, D) -> (B, T, D)
+
+
+def _check_embeddings(x: torch.Tensor, d_model: int, max_len: int) -> None:
+    """Check that ``x`` is (B, T, D) with D = d_model and T <= max_len."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
+    if x.shape[1] > max_len:
+        raise ValueError(
+            f"x: sequence length T={x.shape[1]} exceeds the positional table's max_len={max_len}"
+        )
