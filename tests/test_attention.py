@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_padding_mask
 from torch import nn
 
 from transformer_course import attention
@@ -13,12 +14,6 @@ from transformer_course.attention import (
     scaled_dot_product_attention,
     to_torch_key_padding_mask,
 )
-
-
-def _random_padding_mask(gen: torch.Generator, B: int, T: int) -> torch.Tensor:
-    """(B, T) True = real token; every row keeps at least its first token."""
-    lengths = torch.randint(1, T + 1, (B,), generator=gen)
-    return torch.arange(T)[None, :] < lengths[:, None]
 
 
 def test_sdpa_matches_formula_and_torch_fused():
@@ -36,7 +31,7 @@ def test_sdpa_with_mask_matches_torch_fused(mask_kind):
     gen = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(2, 4, 6, 8, generator=gen) for _ in range(3))
     if mask_kind == "padding":
-        mask = _random_padding_mask(gen, 2, 6)[:, None, None, :]  # (B, 1, 1, Tk)
+        mask = random_padding_mask(gen, 2, 6)[:, None, None, :]  # (B, 1, 1, Tk)
     elif mask_kind == "causal":
         mask = torch.ones(6, 6, dtype=torch.bool).tril()
     else:
@@ -100,7 +95,7 @@ def test_mha_matches_torch_self_and_cross_with_padding(seed):
     B, Tq, Tk = 3, 5, [5, 7][seed % 2]
     query = torch.randn(B, Tq, d_model, generator=gen)
     memory = query if Tk == Tq else torch.randn(B, Tk, d_model, generator=gen)
-    mask = _random_padding_mask(gen, B, Tk)
+    mask = random_padding_mask(gen, B, Tk)
     out, w = ours(query, memory, memory, attention_mask=mask, need_weights=True)
     ref, ref_w = theirs(
         query, memory, memory, key_padding_mask=to_torch_key_padding_mask(mask),
@@ -143,7 +138,7 @@ def test_mha_explicit_and_fused_paths_agree(mask_shape):
     gen = torch.Generator().manual_seed(4)
     masks = {
         None: None,
-        "padding": _random_padding_mask(gen, B, T),  # (B, T)
+        "padding": random_padding_mask(gen, B, T),  # (B, T)
         "per_query": torch.rand(B, T, T, generator=gen) > 0.3,  # (B, Tq, Tk)
         "per_head": torch.rand(B, H, T, T, generator=gen) > 0.3,  # (B, H, Tq, Tk)
         "causal_2d_broadcast": torch.ones(T, T, dtype=torch.bool).tril()[None, None],

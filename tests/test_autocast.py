@@ -11,18 +11,13 @@ import os
 
 import pytest
 import torch
+from conftest import padding_mask_from_lengths
 from torch import nn
 
 from transformer_course import runtime
-from transformer_course.attention import MultiHeadAttention
-from transformer_course.profiling import fused_attention_kernels
+from transformer_course.attention import MultiHeadAttention, to_torch_key_padding_mask
 from transformer_course.encoder import Encoder
-
-
-def _padding_mask(B: int, T: int) -> torch.Tensor:
-    """(B, T) True = real token: lengths T, T // 2, ..., and the last row fully masked."""
-    lengths = torch.linspace(T, 0, B).round().long()
-    return torch.arange(T)[None, :] < lengths[:, None]
+from transformer_course.profiling import fused_attention_kernels
 
 
 @pytest.mark.parametrize("return_attention", [False, True])
@@ -31,7 +26,7 @@ def test_encoder_under_cpu_bfloat16_autocast_is_finite_and_close_to_float32(retu
     runtime.setup(21, device="cpu")
     encoder = Encoder(2, 64, 4, 128, dropout=0.0, activation="gelu", norm_first=norm_first).eval()
     x = torch.randn(4, 16, 64, generator=torch.Generator().manual_seed(21))
-    mask = _padding_mask(4, 16)
+    mask = padding_mask_from_lengths([16, 11, 5, 0], 16)
     assert not mask[-1].any()  # one row attends to nothing at all
     with torch.no_grad():
         reference = encoder(x, mask)
@@ -53,7 +48,7 @@ def test_attention_gradients_are_finite_under_cpu_bfloat16_autocast(need_weights
     runtime.setup(22, device="cpu")
     mha = MultiHeadAttention(32, 4).train()
     x = torch.randn(3, 10, 32, generator=torch.Generator().manual_seed(22)).requires_grad_()
-    mask = _padding_mask(3, 10)
+    mask = padding_mask_from_lengths([10, 5, 0], 10)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, _ = mha(x, attention_mask=mask, need_weights=need_weights)
     assert out.dtype == torch.bfloat16  # the projections did run in bfloat16
@@ -102,7 +97,7 @@ def test_ours_and_torch_encoder_agree_under_cpu_bfloat16_autocast():
     with torch.no_grad():
         reference = ours(x, mask)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out, ref = ours(x, mask), theirs(x, src_key_padding_mask=~mask)
+            out, ref = ours(x, mask), theirs(x, src_key_padding_mask=to_torch_key_padding_mask(mask))
     for result in (out, ref):
         error = (result.float() - reference)[mask].abs().max().item()
         assert 1e-4 < error < 0.1, error

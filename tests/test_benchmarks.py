@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from transformer_course.attention import to_torch_key_padding_mask
 from transformer_course.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,9 +76,11 @@ def test_torch_encoder_like_holds_our_weights(bench):
     x = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(1))
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
     with torch.no_grad():
-        torch.testing.assert_close(theirs(x, src_key_padding_mask=~mask)[mask], ours(x, mask)[mask])
+        theirs_out = theirs(x, src_key_padding_mask=to_torch_key_padding_mask(mask))
+        torch.testing.assert_close(theirs_out[mask], ours(x, mask)[mask])
 
 
+@pytest.mark.slow  # runs the whole benchmark script once, quickly
 def test_quick_run_writes_every_section_and_the_targets(tmp_path):
     out = tmp_path / "encoder.md"
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import pytest
 from build_decks import deck_path, toc_chapters
 
+pytestmark = pytest.mark.slow  # starts headless Chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHROMIUM = Path("/usr/bin/chromium")

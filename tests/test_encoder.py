@@ -113,7 +113,7 @@ def test_encoder_matches_torch_fast_path_in_inference(norm_first):
     mask[2, 3:] = False
     with torch.inference_mode():
         out = ours(x, mask)
-        ref = theirs(x, src_key_padding_mask=~mask)
+        ref = theirs(x, src_key_padding_mask=to_torch_key_padding_mask(mask))
     torch.testing.assert_close(out[mask], ref[mask], atol=1e-5, rtol=1e-5)
 
 

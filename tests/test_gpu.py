@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 from build_decks import toc_chapters
+from conftest import random_padding_mask
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from transformer_course import runtime
-from transformer_course.attention import MultiHeadAttention
-from transformer_course.profiling import fused_attention_kernels
+from transformer_course.attention import MultiHeadAttention, to_torch_key_padding_mask
 from transformer_course.encoder import Encoder
+from transformer_course.profiling import fused_attention_kernels
 
 pytestmark = pytest.mark.gpu
 
@@ -30,13 +31,6 @@ CUDA = torch.device("cuda")
 FLASH = "aten::_scaled_dot_product_flash_attention"
 EFFICIENT = "aten::_scaled_dot_product_efficient_attention"
 FUSED_KERNELS = (FLASH, EFFICIENT, "aten::_scaled_dot_product_cudnn_attention")
-
-
-def _padding_mask(gen: torch.Generator, B: int, T: int) -> torch.Tensor:
-    """(B, T) True = real token, lengths drawn in [1, T], the first row full and the last of length 1."""
-    lengths = torch.randint(1, T + 1, (B,), generator=gen)
-    lengths[0], lengths[-1] = T, 1
-    return torch.arange(T)[None, :] < lengths[:, None]
 
 
 def _encoder_pair(seed: int, norm_first: bool = False) -> tuple[Encoder, nn.TransformerEncoder]:
@@ -54,9 +48,9 @@ def test_mha_matches_torch_on_cuda_with_and_without_padding():
     ours = MultiHeadAttention.from_torch(theirs).to(CUDA)
     theirs = theirs.to(CUDA)
     x = torch.randn(3, 9, 32, generator=gen).to(CUDA)
-    mask = _padding_mask(gen, 3, 9).to(CUDA)
+    mask = random_padding_mask(gen, 3, 9, full_first=True, short_last=True).to(CUDA)
     for attention_mask in (None, mask):
-        key_padding = None if attention_mask is None else ~attention_mask  # torch: True = ignore
+        key_padding = None if attention_mask is None else to_torch_key_padding_mask(attention_mask)
         ref, _ = theirs(x, x, x, key_padding_mask=key_padding, need_weights=False)
         for need_weights in (False, True):
             out, _ = ours(x, attention_mask=attention_mask, need_weights=need_weights)
@@ -69,15 +63,16 @@ def test_encoder_matches_torch_on_cuda_with_padding(precision, norm_first):
     ours, theirs = _encoder_pair(11, norm_first)
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(4, 24, 64, generator=gen).to(CUDA)
-    mask = _padding_mask(gen, 4, 24).to(CUDA)
+    mask = random_padding_mask(gen, 4, 24, full_first=True, short_last=True).to(CUDA)
     with torch.inference_mode():
-        reference = theirs(x, src_key_padding_mask=~mask).float()  # float32: what bf16 is measured against
+        # float32: what bf16 is measured against
+        reference = theirs(x, src_key_padding_mask=to_torch_key_padding_mask(mask)).float()
         if precision == "bfloat16":
             ours, theirs, x = ours.to(torch.bfloat16), theirs.to(torch.bfloat16), x.to(torch.bfloat16)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "autocast-bfloat16"):
             out = ours(x, mask)
             out_explicit, _ = ours(x, mask, return_attention=True)
-            ref = theirs(x, src_key_padding_mask=~mask)
+            ref = theirs(x, src_key_padding_mask=to_torch_key_padding_mask(mask))
     valid = mask[:, :, None].expand_as(out)  # torch's eval fast path zeroes the padded positions
     assert torch.isfinite(out).all() and torch.isfinite(out_explicit).all()
     if precision == "float32":
@@ -101,7 +96,7 @@ def test_no_nan_in_half_precision_with_fully_masked_rows(dtype, need_weights):
     encoder = Encoder(2, 64, 4, 128, dropout=0.1, activation="gelu").to(CUDA).train()
     gen = torch.Generator().manual_seed(12)
     x = torch.randn(3, 16, 64, generator=gen).to(CUDA).requires_grad_()
-    mask = _padding_mask(gen, 3, 16)
+    mask = random_padding_mask(gen, 3, 16, full_first=True, short_last=True)
     mask[1] = False  # a row whose every key is masked: its attention must give zeros, not NaN
     mask = mask.to(CUDA)
     with torch.autocast("cuda", dtype=dtype):
@@ -138,7 +133,7 @@ def test_fused_path_dispatches_to_a_fused_kernel_on_cuda(dtype, with_mask, backe
     mha = MultiHeadAttention(64, 4).to(CUDA).train()
     gen = torch.Generator().manual_seed(13)
     x = torch.randn(2, 32, 64, generator=gen).to(CUDA)
-    mask = _padding_mask(gen, 2, 32).to(CUDA) if with_mask else None
+    mask = random_padding_mask(gen, 2, 32, full_first=True, short_last=True).to(CUDA) if with_mask else None
 
     def forward() -> torch.Tensor:
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
