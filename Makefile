@@ -138,8 +138,10 @@ browser:
 lint: venv
 	ruff check code tests benchmarks slides
 
+# The tests and every docstring example of the package (testpaths in pyproject.toml).
+# `pytest -m "not slow"` is the quick loop: no torchrun, browser or benchmark run.
 pytest: venv
-	pytest tests
+	pytest
 
 # One fresh kernel per notebook (nbval starts one per file), strict comparison of outputs.
 nbval: venv

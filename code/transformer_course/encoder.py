@@ -180,7 +180,14 @@ class EncoderLayer(nn.Module):
 
     @classmethod
     def from_torch(cls, torch_layer: nn.TransformerEncoderLayer) -> EncoderLayer:
-        """A copy of a ``torch.nn.TransformerEncoderLayer`` (batch-first) with the same weights."""
+        """A copy of a ``torch.nn.TransformerEncoderLayer`` (batch-first) with the same weights.
+
+        Examples:
+            >>> theirs = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True)
+            >>> x = torch.randn(2, 5, 8)
+            >>> torch.allclose(EncoderLayer.from_torch(theirs)(x), theirs(x), atol=1e-6)
+            True
+        """
         if not isinstance(torch_layer, nn.TransformerEncoderLayer):
             raise TypeError(
                 f"torch_layer: expected torch.nn.TransformerEncoderLayer, "
@@ -286,7 +293,16 @@ class Encoder(nn.Module):
 
     @classmethod
     def from_torch(cls, torch_encoder: nn.TransformerEncoder) -> Encoder:
-        """A copy of a ``torch.nn.TransformerEncoder`` (batch-first): every layer and its final norm."""
+        """A copy of a ``torch.nn.TransformerEncoder`` (batch-first): every layer and its final norm.
+
+        Examples:
+            >>> layer = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True)
+            >>> theirs = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+            >>> ours = Encoder.from_torch(theirs)
+            >>> x = torch.randn(2, 5, 8)
+            >>> torch.allclose(ours(x), theirs(x), atol=1e-6)
+            True
+        """
         if not isinstance(torch_encoder, nn.TransformerEncoder):
             raise TypeError(
                 f"torch_encoder: expected torch.nn.TransformerEncoder, "
