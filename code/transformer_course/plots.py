@@ -6,8 +6,14 @@
   the two placements of layer norm side by side.
 - :func:`plot_log10_curves`: curves whose values are already log10 (such as gradients far below
   float64's range, 1e-330) on a linear axis whose ticks read as powers of ten.
+- :func:`attention_heatmap` and :func:`attention_row_bars`: attention weights as a (query, key)
+  heat map, and one query's weights as bars, with the tokens as labels.
 
 Every function draws on an ``Axes`` it is given and returns it, so a chapter controls the figure.
+
+Why one module of over 500 lines: the functions share nothing but a colour table and a few
+drawing helpers, and a reader opens one function, never the whole file; splitting it would only
+spread the shared helpers over several modules.
 """
 
 from __future__ import annotations
