@@ -244,3 +244,28 @@ def test_encoder_under_autocast_on_cuda(dtype):
     with torch.autocast("cuda", dtype=dtype):
         out = encoder(x)
     torch.testing.assert_close(out.float(), reference, atol=0.1, rtol=0.05)
+
+
+def test_stack_checks_its_mask_once_not_once_per_layer(monkeypatch):
+    # An integer mask is read back to check its values (a host-device sync on a GPU): the stack
+    # does it once, and its layers and their attention take the checked mask as it is.
+    from transformer_course import _checks
+
+    calls = []
+    real_bool_mask = _checks.bool_mask
+
+    def counting_bool_mask(mask, name="mask"):
+        calls.append(name)
+        return real_bool_mask(mask, name)
+
+    monkeypatch.setattr(_checks, "bool_mask", counting_bool_mask)
+    torch.manual_seed(0)
+    stack = Encoder(num_layers=4, d_model=8, num_heads=2, d_ff=16, dropout=0.0).eval()
+    x = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # int64, 1 = may attend
+    out, weights = stack(x, mask, return_attention=True)
+    assert calls == ["attention_mask"]
+    assert len(weights) == 4 and all(torch.all(w[0, :, :, 3:] == 0) for w in weights)
+    # encode() is the same computation, given the mask already checked and expanded
+    same, _ = stack.encode(x, mask.bool()[:, None, None, :], need_weights=False)
+    torch.testing.assert_close(same, out, rtol=0, atol=0)
