@@ -267,5 +267,5 @@ def test_stack_checks_its_mask_once_not_once_per_layer(monkeypatch):
     assert calls == ["attention_mask"]
     assert len(weights) == 4 and all(torch.all(w[0, :, :, 3:] == 0) for w in weights)
     # encode() is the same computation, given the mask already checked and expanded
-    same, _ = stack.encode(x, mask.bool()[:, None, None, :], need_weights=False)
+    same, _ = stack.encode(x, mask.bool()[:, None, None, :], need_weights=True)
     torch.testing.assert_close(same, out, rtol=0, atol=0)
