@@ -1,0 +1,107 @@
+"""The package's shape: no import cycles, one training loop, modules a reader can take in at once."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "code" / "transformer_course"
+MODULES = {
+    ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__"): path
+    for path in sorted(PACKAGE.rglob("*.py"))
+}
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The package modules that ``name`` imports, at the top or inside a function."""
+    package = name.rsplit(".", 1)[0] if "." in name and path.name != "__init__.py" else ""
+    if path.name == "__init__.py":
+        package = name
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if not (node.module or "").startswith("transformer_course"):
+                    continue
+                base = node.module.removeprefix("transformer_course").lstrip(".")
+            else:
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}".lstrip(".")
+                found.add(candidate if candidate in MODULES else base)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("transformer_course."):
+                    found.add(alias.name.removeprefix("transformer_course."))
+    return {module for module in found if module in MODULES and module != name}
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def test_the_import_graph_is_found():
+    assert "attention" in GRAPH["encoder"]  # the parser sees imports at all
+    assert "tokenization.wordpiece" in GRAPH["tokenization"]
+
+
+def test_no_two_modules_import_each_other_directly_or_in_a_circle():
+    # A subpackage's __init__ re-exporting its own modules is not a circle: skip the edge
+    # module -> its own package.
+    def edges(name):
+        return {m for m in GRAPH[name] if not (name.startswith(m + ".") and m in MODULES)}
+
+    state: dict[str, int] = {}
+
+    def visit(name, path):
+        state[name] = 1
+        for other in edges(name):
+            if state.get(other) == 1:
+                cycle = path[path.index(other):] + [other] if other in path else [name, other]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if other not in state:
+                visit(other, [*path, other])
+        state[name] = 2
+
+    for name in GRAPH:
+        if name not in state:
+            visit(name, [name])
+
+
+def test_the_package_init_imports_nothing():
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    assert not [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+
+
+def test_one_training_loop():
+    steps = [
+        f"{path.name}:{i}"
+        for path in MODULES.values()
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"optimizer\.step\(\)|\.step\(optimizer\)", line.split("#")[0])
+    ]
+    assert len(steps) == 1, steps
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_a_long_module_says_why_at_its_top(name):
+    path = MODULES[name]
+    lines = path.read_text().count("\n")
+    if lines <= 500:
+        return
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert "500 lines" in docstring, f"{name}: {lines} lines and no reason at its top"
+
+
+@pytest.mark.slow  # starts a Python process
+def test_importing_the_package_loads_no_module_of_it():
+    code = ("import sys, transformer_course; "
+            "print(sorted(m for m in sys.modules if m.startswith('transformer_course')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['transformer_course']"
