@@ -1,8 +1,9 @@
-"""tokenization.BPETokenizer: byte-pair encoding trained from scratch.
+"""tokenization.bpe: byte-pair encoding learned from scratch.
 
-Round trip on arbitrary Unicode, deterministic training (independent of text order and of
+Round trip on arbitrary Unicode, deterministic learning (independent of text order and of
 Python's hash seed), unknown characters (byte fallback or [UNK]), agreement with a naive
-reference implementation of BPE, batches and bad input.
+reference implementation of BPE, and bad input. The calling convention BPE shares with
+WordPiece is tested in test_tokenization.py.
 """
 
 from __future__ import annotations
@@ -13,17 +14,10 @@ import sys
 from collections import Counter
 
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transformer_course.tokenization import (
-    SPECIAL_TOKENS,
-    BPETokenizer,
-    Merge,
-    bpe_pretokenize,
-    pad_batch,
-)
+from transformer_course.tokenization import SPECIAL_TOKENS, BPETokenizer, Merge, bpe_pretokenize
 
 CORPUS = [
     "low low low low low lower lower newest newest newest newest newest newest widest widest widest",
@@ -35,8 +29,8 @@ CORPUS = [
 
 
 @pytest.fixture(scope="module")
-def trained() -> BPETokenizer:
-    return BPETokenizer.train(CORPUS, vocab_size=400)
+def learned() -> BPETokenizer:
+    return BPETokenizer.learn(CORPUS, vocab_size=400)
 
 
 def naive_bpe(texts: list[str], num_merges: int) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
@@ -70,13 +64,13 @@ def naive_bpe(texts: list[str], num_merges: int) -> tuple[list[tuple[str, str]],
 
 
 @given(st.text(max_size=200))
-def test_decode_inverts_encode_on_any_unicode(trained, text):
-    ids = trained.encode(text)
-    assert trained.decode(ids) == text
-    assert all(0 <= i < trained.vocab_size for i in ids)
-    with_specials = trained.encode(text, add_special_tokens=True)
-    assert with_specials == [trained.cls_id, *ids, trained.sep_id]
-    assert trained.decode(with_specials, skip_special_tokens=True) == text
+def test_decode_inverts_encode_on_any_unicode(learned, text):
+    ids = learned.encode(text)
+    assert learned.decode(ids) == text
+    assert all(0 <= i < learned.vocab_size for i in ids)
+    with_specials = learned.encode(text, add_special_tokens=True)
+    assert with_specials == [learned.cls_id, *ids, learned.sep_id]
+    assert learned.decode(with_specials, skip_special_tokens=True) == text
 
 
 @given(st.text(max_size=200))
@@ -85,9 +79,9 @@ def test_pretokenization_loses_nothing(text):
 
 
 @given(st.lists(st.text(alphabet="abc d\n", max_size=30), min_size=1, max_size=8), st.data())
-def test_training_round_trips_its_own_corpus(texts, data):
+def test_learning_round_trips_its_own_corpus(texts, data):
     base = 5 + 256 + len({c for t in texts for c in t})
-    tok = BPETokenizer.train(texts, vocab_size=base + data.draw(st.integers(0, 20)))
+    tok = BPETokenizer.learn(texts, vocab_size=base + data.draw(st.integers(0, 20)))
     for text in texts:
         assert tok.decode(tok.encode(text)) == text
 
@@ -98,7 +92,7 @@ def test_training_round_trips_its_own_corpus(texts, data):
 @given(st.lists(st.text(alphabet="ab c", max_size=20), min_size=1, max_size=6), st.integers(0, 15))
 def test_merges_and_segmentation_match_a_naive_reference(texts, num_merges):
     alphabet_size = len({c for t in texts for c in t})
-    tok = BPETokenizer.train(texts, vocab_size=5 + 256 + alphabet_size + num_merges)
+    tok = BPETokenizer.learn(texts, vocab_size=5 + 256 + alphabet_size + num_merges)
     expected_merges, expected_words = naive_bpe(texts, num_merges)
     # Two merges can spell the same token; the vocabulary then grows by one token, not two,
     # so the reference may have made extra merges: compare the common prefix.
@@ -110,7 +104,7 @@ def test_merges_and_segmentation_match_a_naive_reference(texts, num_merges):
 
 
 def test_merge_counts_are_the_pair_frequencies_and_never_grow():
-    tok = BPETokenizer.train(CORPUS[:1], vocab_size=280)
+    tok = BPETokenizer.learn(CORPUS[:1], vocab_size=280)
     first = tok.merges[0]
     pairs: Counter[tuple[str, str]] = Counter()  # adjacent pairs, counted by hand
     for chunk in bpe_pretokenize(CORPUS[0]):
@@ -121,11 +115,11 @@ def test_merge_counts_are_the_pair_frequencies_and_never_grow():
     assert counts == sorted(counts, reverse=True)  # greedy: the best pair only gets rarer
 
 
-def test_encoding_step_by_step_replays_the_merges(trained):
+def test_encoding_step_by_step_replays_the_merges(learned):
     word = " newest"
-    steps = [trained.tokenize(word, num_merges=n) for n in range(len(trained.merges) + 1)]
+    steps = [learned.tokenize(word, num_merges=n) for n in range(len(learned.merges) + 1)]
     assert steps[0] == list(word)
-    assert steps[-1] == trained.tokenize(word)
+    assert steps[-1] == learned.tokenize(word)
     for before, after in zip(steps, steps[1:], strict=False):
         assert "".join(after) == word and len(after) <= len(before)
 
@@ -133,32 +127,32 @@ def test_encoding_step_by_step_replays_the_merges(trained):
 # ---------------------------------------------------------------- determinism
 
 
-def test_training_is_deterministic_and_independent_of_text_order():
-    a = BPETokenizer.train(CORPUS, vocab_size=420)
-    b = BPETokenizer.train(CORPUS, vocab_size=420)
-    c = BPETokenizer.train(list(reversed(CORPUS)), vocab_size=420)
+def test_learning_is_deterministic_and_independent_of_text_order():
+    a = BPETokenizer.learn(CORPUS, vocab_size=420)
+    b = BPETokenizer.learn(CORPUS, vocab_size=420)
+    c = BPETokenizer.learn(list(reversed(CORPUS)), vocab_size=420)
     assert a.merges == b.merges == c.merges
     assert a.id_to_token == b.id_to_token == c.id_to_token
 
 
 def test_a_smaller_vocabulary_is_a_prefix_of_the_same_merges():
-    big = BPETokenizer.train(CORPUS, vocab_size=410)
-    small = BPETokenizer.train(CORPUS, vocab_size=380)
+    big = BPETokenizer.learn(CORPUS, vocab_size=410)
+    small = BPETokenizer.learn(CORPUS, vocab_size=380)
     assert small.vocab_size == 380 and big.vocab_size == 410
     assert small.merges == big.merges[: len(small.merges)]
     assert small.id_to_token == big.id_to_token[:380]
 
 
-def test_training_stops_when_no_pair_is_left():
-    tok = BPETokenizer.train(["ab ab"], vocab_size=10_000)
+def test_learning_stops_when_no_pair_is_left():
+    tok = BPETokenizer.learn(["ab ab"], vocab_size=10_000)
     assert [m.token for m in tok.merges] == ["ab", " ab"]
     assert tok.vocab_size == 5 + 256 + 3 + 2
 
 
-def test_training_does_not_depend_on_the_hash_seed():
+def test_learning_does_not_depend_on_the_hash_seed():
     code = (
         "from transformer_course.tokenization import BPETokenizer\n"
-        f"tok = BPETokenizer.train({CORPUS!r}, vocab_size=420)\n"
+        f"tok = BPETokenizer.learn({CORPUS!r}, vocab_size=420)\n"
         "print([(m.left, m.right, m.count) for m in tok.merges])\n"
     )
     outputs = set()
@@ -170,25 +164,25 @@ def test_training_does_not_depend_on_the_hash_seed():
     assert len(outputs) == 1
 
 
-def test_rebuilding_from_alphabet_and_merges_gives_the_same_tokenizer(trained):
-    rebuilt = BPETokenizer(trained.alphabet, [(m.left, m.right) for m in trained.merges])
-    assert rebuilt.id_to_token == trained.id_to_token
-    assert rebuilt.encode(CORPUS[1]) == trained.encode(CORPUS[1])
+def test_rebuilding_from_alphabet_and_merges_gives_the_same_tokenizer(learned):
+    rebuilt = BPETokenizer(learned.alphabet, [(m.left, m.right) for m in learned.merges])
+    assert rebuilt.id_to_token == learned.id_to_token
+    assert rebuilt.encode(CORPUS[1]) == learned.encode(CORPUS[1])
 
 
 # ---------------------------------------------------------------- unknown characters
 
 
-def test_unknown_characters_fall_back_to_utf8_bytes(trained):
-    assert "€" not in trained.piece_to_id
-    tokens = trained.tokenize("a € b")
+def test_unknown_characters_fall_back_to_utf8_bytes(learned):
+    assert "€" not in learned.piece_to_id
+    tokens = learned.tokenize("a € b")
     assert ["<0xE2>", "<0x82>", "<0xAC>"] == [t for t in tokens if t.startswith("<0x")]
-    assert trained.decode(trained.encode("a € b")) == "a € b"
-    assert trained.unk_id not in trained.encode("emoji 🙂 and 東京")
+    assert learned.decode(learned.encode("a € b")) == "a € b"
+    assert learned.unk_id not in learned.encode("emoji 🙂 and 東京")
 
 
 def test_without_byte_fallback_unknown_characters_become_unk():
-    tok = BPETokenizer.train(CORPUS, vocab_size=200, byte_fallback=False)
+    tok = BPETokenizer.learn(CORPUS, vocab_size=200, byte_fallback=False)
     assert tok.first_piece_id == len(SPECIAL_TOKENS)  # no byte tokens in the vocabulary
     ids = tok.encode("tiny 🙂 wide")
     assert ids.count(tok.unk_id) == 1
@@ -196,68 +190,48 @@ def test_without_byte_fallback_unknown_characters_become_unk():
     assert tok.decode(ids, skip_special_tokens=True) == "tiny  wide"
 
 
-def test_text_that_spells_a_special_or_byte_token_is_ordinary_text(trained):
+def test_text_that_spells_a_special_or_byte_token_is_ordinary_text(learned):
     for text in ("[PAD]", "[CLS] x [SEP]", "<0x41>"):
-        ids = trained.encode(text)
-        assert trained.pad_id not in ids and trained.cls_id not in ids
-        assert all(i >= trained.first_piece_id or trained.id_to_token[i].startswith("<0x") for i in ids)
-        assert trained.decode(ids) == text
+        ids = learned.encode(text)
+        assert learned.pad_id not in ids and learned.cls_id not in ids
+        assert all(i >= learned.first_piece_id or learned.id_to_token[i].startswith("<0x") for i in ids)
+        assert learned.decode(ids) == text
 
 
-def test_invalid_byte_sequences_decode_to_the_replacement_character(trained):
-    lone_continuation_byte = trained.byte_offset + 0x80
-    assert trained.decode([lone_continuation_byte]) == "\ufffd"
+def test_invalid_byte_sequences_decode_to_the_replacement_character(learned):
+    lone_continuation_byte = learned.byte_offset + 0x80
+    assert learned.decode([lone_continuation_byte]) == "\ufffd"
 
 
-# ---------------------------------------------------------------- batches and bad input
+# ---------------------------------------------------------------- vocabulary and bad input
 
 
-def test_batch_is_padded_with_the_attention_mask(trained):
-    texts = ["newest", "the widest street"]
-    batch = trained(texts)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    lengths = [len(trained.encode(t, add_special_tokens=True)) for t in texts]
-    assert ids.shape == mask.shape == (2, max(lengths)) and ids.dtype == mask.dtype == torch.long
-    assert mask.sum(dim=1).tolist() == lengths
-    assert (ids[mask == 0] == trained.pad_id).all()
-    assert ids[0, : lengths[0]].tolist() == trained.encode(texts[0], add_special_tokens=True)
-    assert trained("newest")["input_ids"].tolist() == [ids[0, : lengths[0]].tolist()]
+def test_vocabulary_layout(learned):
+    assert learned.id_to_token[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
+    assert learned.id_to_token[learned.byte_offset] == "<0x00>"
+    assert learned.id_to_token[learned.first_piece_id - 1] == "<0xFF>"
+    assert len(set(learned.id_to_token)) == learned.vocab_size == len(learned)
+    assert learned.vocab_size == 400
+    assert isinstance(learned.merges[0], Merge) and learned.merges[0].token in learned.piece_to_id
 
 
-def test_pad_batch_examples():
-    batch = pad_batch([[5], [5, 6, 7]], pad_id=0)
-    assert batch["input_ids"].tolist() == [[5, 0, 0], [5, 6, 7]]
-    assert batch["attention_mask"].tolist() == [[1, 0, 0], [1, 1, 1]]
-    with pytest.raises(ValueError, match="sequences"):
-        pad_batch([], pad_id=0)
-
-
-def test_vocabulary_layout(trained):
-    assert trained.id_to_token[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
-    assert trained.id_to_token[trained.byte_offset] == "<0x00>"
-    assert trained.id_to_token[trained.first_piece_id - 1] == "<0xFF>"
-    assert len(set(trained.id_to_token)) == trained.vocab_size == len(trained)
-    assert trained.vocab_size == 400
-    assert isinstance(trained.merges[0], Merge) and trained.merges[0].token in trained.piece_to_id
-
-
-def test_bad_input_raises_clear_errors(trained):
+def test_bad_input_raises_clear_errors(learned):
     with pytest.raises(ValueError, match="vocab_size: expected at least"):
-        BPETokenizer.train(CORPUS, vocab_size=100)
+        BPETokenizer.learn(CORPUS, vocab_size=100)
     with pytest.raises(TypeError, match="vocab_size"):
-        BPETokenizer.train(CORPUS, vocab_size=300.0)
+        BPETokenizer.learn(CORPUS, vocab_size=300.0)
     with pytest.raises(TypeError, match="texts"):
-        BPETokenizer.train("a single string", vocab_size=300)
+        BPETokenizer.learn("a single string", vocab_size=300)
     with pytest.raises(TypeError, match="element 1"):
-        BPETokenizer.train(["ok", 3], vocab_size=300)
+        BPETokenizer.learn(["ok", 3], vocab_size=300)
     with pytest.raises(TypeError, match="text"):
-        trained.encode(b"bytes")
+        learned.encode(b"bytes")
     with pytest.raises(ValueError, match="num_merges"):
-        trained.encode("x", num_merges=-1)
+        learned.encode("x", num_merges=-1)
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        trained.decode([trained.vocab_size])
+        learned.decode([learned.vocab_size])
     with pytest.raises(TypeError, match="ids"):
-        trained.decode([1.0])
+        learned.decode([1.0])
     with pytest.raises(ValueError, match="not a known token"):
         BPETokenizer(["a"], [("a", "b")])
     with pytest.raises(ValueError, match="single characters"):

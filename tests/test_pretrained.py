@@ -1,14 +1,14 @@
-"""pretrained: all-MiniLM-L6-v2 in our classes equals the reference ``transformers.BertModel``.
+"""pretrained, bert, minilm_reference: all-MiniLM-L6-v2 in our classes equals ``transformers.BertModel``.
 
 The reference is loaded from the same folder with ``attn_implementation="eager"`` (so that it
-returns its attention weights). ``transformers`` is a test-only dependency: the last tests
-prove that the package never imports it.
+returns its attention weights). ``transformers`` is a test-only dependency: the numbers the book
+shows in its place (minilm_reference) are re-derived here from the live reference, and the last
+tests prove that the package never imports it.
 """
 
 from __future__ import annotations
 
 import ast
-import doctest
 import os
 import shutil
 import subprocess
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import transformer_course
-from transformer_course import pretrained
+from transformer_course import _checks, bert, minilm_reference, pretrained
 from transformer_course.pretrained import (
     IGNORED_TENSORS,
     MODEL_SHA256,
@@ -88,24 +88,25 @@ def file_tensors():
 
 def test_recorded_reference_values_are_those_of_the_live_reference(loaded, reference):
     tokenizer, model = loaded
-    batch = tokenizer(list(pretrained.REFERENCE_TEXTS))
-    assert tuple(map(tuple, batch["input_ids"].tolist())) == pretrained.REFERENCE_IDS
+    batch = tokenizer(list(minilm_reference.REFERENCE_TEXTS))
+    assert tuple(map(tuple, batch["input_ids"].tolist())) == minilm_reference.REFERENCE_IDS
     with torch.no_grad():
         out = reference(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
-    live = pretrained.reference_summary(out.hidden_states, batch["attention_mask"])
+    live = minilm_reference.reference_summary(out.hidden_states, batch["attention_mask"])
     torch.testing.assert_close(torch.tensor(live["mean_abs"]),
-                               torch.tensor(pretrained.REFERENCE_MEAN_ABS, dtype=torch.float32),
+                               torch.tensor(minilm_reference.REFERENCE_MEAN_ABS, dtype=torch.float32),
                                rtol=0, atol=2e-6)
     torch.testing.assert_close(torch.tensor(live["cls"]),
-                               torch.tensor(pretrained.REFERENCE_CLS, dtype=torch.float32), rtol=0, atol=2e-6)
-    diffs = pretrained.reference_differences(tokenizer, model)
+                               torch.tensor(minilm_reference.REFERENCE_CLS, dtype=torch.float32),
+                               rtol=0, atol=2e-6)
+    diffs = minilm_reference.reference_differences(tokenizer, model)
     assert diffs["ids"] == 0.0 and 0 < max(diffs.values()) < 1e-4, diffs
     # A perturbed model is caught: one weight changed by a little moves the statistics.
     perturbed = PretrainedEncoder(model.config)
     perturbed.load_state_dict(model.state_dict())
     with torch.no_grad():
         perturbed.encoder.layers[5].norm2.bias.add_(1e-2)
-    assert pretrained.reference_differences(tokenizer, perturbed.eval())["cls"] > 1e-3
+    assert minilm_reference.reference_differences(tokenizer, perturbed.eval())["cls"] > 1e-3
 
 def test_hidden_states_match_the_reference_at_every_layer(loaded, batch, reference_out):
     _, model = loaded
@@ -245,6 +246,38 @@ def test_bad_input_raises_clear_errors(loaded):
         model(ids, token_type_ids=torch.full_like(ids, 2))
     with pytest.raises(ValueError, match="token_type_ids"):
         model(ids, token_type_ids=torch.zeros(1, 2, dtype=torch.long))
+    # The embeddings alone check what they are given too: the chapters call them directly.
+    with pytest.raises(ValueError, match="input_ids.*30522"):
+        model.embedding(torch.tensor([[101, 30522, 102]]))
+    with pytest.raises(ValueError, match="512"):
+        model.embedding(torch.full((1, 513), 1000))
+
+
+def test_inputs_are_checked_once_per_call(loaded, monkeypatch):
+    # Each check of ids or of an integer mask reads values back (a host-device sync on a GPU):
+    # the model checks at the door, and neither the embeddings nor the layers check again.
+    _, model = loaded
+    calls = []
+
+    def counted(name):
+        check = getattr(_checks, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return check(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("token_ids", "bool_mask"):
+        monkeypatch.setattr(_checks, name, counted(name))
+    ids = torch.tensor([[101, 7592, 102, 0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    with torch.no_grad():
+        model(ids, mask, return_attention=True)
+        assert sorted(calls) == ["bool_mask", "token_ids"]
+        calls.clear()
+        model.hidden_states(ids, mask, token_type_ids=torch.zeros_like(ids))
+    assert sorted(calls) == ["bool_mask", "token_ids", "token_ids"]  # ids, then token types
 
 
 # ----- error paths of the loader ---------------------------------------------------------------
@@ -330,7 +363,9 @@ def test_the_installed_files_have_the_pinned_hashes():
 def test_no_package_source_imports_transformers():
     package_dir = Path(transformer_course.__file__).parent
     imported = set()
-    for path in package_dir.glob("*.py"):
+    sources = sorted(package_dir.rglob("*.py"))
+    assert package_dir / "tokenization" / "wordpiece.py" in sources  # subpackages are read too
+    for path in sources:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 imported |= {alias.name.split(".")[0] for alias in node.names}
@@ -356,13 +391,8 @@ def test_loading_and_running_never_imports_transformers():
     assert result.stdout.strip() == "[]"
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(pretrained)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_dropout_sits_where_bert_has_it():
-    config = pretrained.BertStyleConfig(vocab_size=10, max_len=8, d_model=4, num_layers=2, num_heads=2,
+    config = bert.BertStyleConfig(vocab_size=10, max_len=8, d_model=4, num_layers=2, num_heads=2,
                                         d_ff=8)
     model = PretrainedEncoder(config)
     for layer in model.encoder.layers:

@@ -1,343 +1,107 @@
-"""tokenization: our WordPiece tokenizer gives exactly the tokens and ids of the reference.
+"""tokenization: WordPiece and BPE follow one calling convention.
 
-The reference is ``transformers``' BERT tokenizer loaded from the same model folder: the
-pure-Python ``BertTokenizer`` on every string (it reads the same ``unicodedata`` tables as we
-do), and the Rust ``BertTokenizerFast`` too on the hand-written cases (its Unicode tables are
-of another version, so code points assigned only recently may be classified differently).
-``transformers`` is a test-only dependency: the package never imports it.
+The same keywords (``add_special_tokens``, ``max_length``, ``skip_special_tokens``), the same
+truncation rule and the same padded batch with its attention mask; only the default of
+``add_special_tokens`` differs (True for WordPiece, False for BPE). Each tokenizer's own algorithm
+is tested in test_wordpiece.py and test_bpe.py.
 """
 
 from __future__ import annotations
 
-import doctest
-import os
-import random
-import unicodedata
+import inspect
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from transformer_course import pretrained, tokenization
-from transformer_course.tokenization import WordPieceTokenizer, basic_tokenize
+from transformer_course.tokenization import SPECIAL_TOKENS, BPETokenizer, WordPieceTokenizer, pad_batch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the reference reads the local folder only
-
-MODEL_DIR = pretrained.find_model_dir()
-
-# At least 40 strings that exercise each rule of basic tokenization and WordPiece.
-HARD_CASES = [
-    "",
-    " ",
-    "   \t\n\r  ",
-    "\u3000\xa0\u2009",  # ideographic, no-break and thin spaces
-    "Hello, world!",
-    "The animal didn't cross the street because it was too wide.",
-    "The animal didn’t cross the street because it was too tired.",  # curly apostrophe
-    "UNAFFABLE unaffable Unaffable",
-    "Héllo Wörld, naïve café, crème brûlée, Ångström, façade",
-    "e\u0301 vs \xe9",  # combining accent vs precomposed
-    "İstanbul ΟΔΟΣ ὈΔΥΣΣΕΎΣ ß ẞ",  # dotted capital I, Greek final sigma, sharp s
-    "Привет, мир! Москва",
-    "日本語のテキストと東京タワー",
-    "中文分词测试：你好，世界。",
-    "한국어 문장입니다",
-    "Mixed東京text",
-    "!!!???...,,,;;;::",
-    "$100 ^_^ `code` ~tilde~ |pipe| @user #hashtag &amp; *star* +plus= <tag>",
-    "(((nested [brackets] {braces})))",
-    "3.14159 1,000,000 2024-01-01 12:30 1e-12 0x1F",
-    "version 1.2.3-beta+build.5",
-    "e-mail: someone@example.com https://example.org/a?b=c&d=e",
-    "😀 😃 👍🏽 🇺🇳 👨‍👩‍👧 ❤️",
-    "emoji😀inside",
-    "a\x00b\x01c\x7fd\ufffde",  # NUL, controls, DEL, replacement character
-    "zero\u200bwidth\u200cjoiner\u200dand\ufeffbom",
-    "line\u2028separator\u2029paragraph\x85nel",
-    "tab\tnew\nline\rreturn",
-    "a" * 99,
-    "a" * 100,
-    "a" * 101,  # one character over the limit: [UNK]
-    "supercalifragilisticexpialidocious " * 3,
-    "pneumonoultramicroscopicsilicovolcanoconiosis",
-    "x" * 300,
-    "[CLS] [SEP] [PAD] [MASK] [UNK]",
-    "a[SEP]b[MASK]c",
-    "[cls] [Sep] [ MASK ]",  # not special: only the exact spelling is
-    "##ing ## #",
-    "don't won't it's y'all rock'n'roll",
-    "« guillemets » „quotes“ ‹single› — dash – en-dash … ellipsis",
-    "¿Qué? ¡Olé!",
-    "ﬁne ﬂow ﬀ",  # ligatures (compatibility characters, not decomposed by NFC/NFD)
-    "Ⅻ ① ½ ² ℃ ™",
-    "𝐁𝐨𝐥𝐝 𝔉𝔯𝔞𝔨𝔱𝔲𝔯",  # mathematical letters (outside the BMP)
-    "\U00020000\U0002a6d6 \uf900\ufa6d",  # CJK extension B and compatibility ideographs
-    "ǅungla Ǆ ǆ",  # titlecase digraphs
-    "k\u0336\u0336 \u20dd",  # combining overlay and enclosing marks
-    "عربي עברית हिन्दी ไทย",
-    "mañana el niño comió piñata",
-    "I.B.M. U.S.A. e.g. i.e.",
-    "unbelievably misunderstanding reconsideration",
-    "  leading and trailing spaces  ",
-]
+TEXTS = ["the cat sat on the mat.", "a cat.", "the mat sat on a cat on a mat on the cat."]
 
 
-@pytest.fixture(scope="module")
-def ours() -> WordPieceTokenizer:
-    return WordPieceTokenizer.from_file(MODEL_DIR / "vocab.txt")
+@pytest.fixture(scope="module", params=["wordpiece", "bpe"])
+def tokenizer(request):
+    if request.param == "wordpiece":
+        return WordPieceTokenizer([*SPECIAL_TOKENS, "the", "a", "cat", "sat", "on", "mat", "."])
+    return BPETokenizer.learn(TEXTS, vocab_size=290)
 
 
-@pytest.fixture(scope="module")
-def reference():
-    from transformers import BertTokenizer
+def test_both_tokenizers_take_the_same_keywords():
+    def parameters(cls, method):
+        return {
+            name: p.kind for name, p in inspect.signature(getattr(cls, method)).parameters.items()
+        }
 
-    return BertTokenizer.from_pretrained(str(MODEL_DIR))
-
-
-@pytest.fixture(scope="module")
-def reference_fast():
-    from transformers import BertTokenizerFast
-
-    return BertTokenizerFast.from_pretrained(str(MODEL_DIR))
-
-
-def _assert_same(ours: WordPieceTokenizer, reference, text: str) -> None:
-    """Tokens and ids (with [CLS]/[SEP]) equal the reference's for one text."""
-    assert ours.tokenize(text) == reference.tokenize(text), repr(text)
-    assert ours.encode(text) == reference.encode(text), repr(text)
+    for method in ("encode", "tokenize", "decode", "convert_ids_to_tokens", "__call__"):
+        wordpiece, bpe = parameters(WordPieceTokenizer, method), parameters(BPETokenizer, method)
+        bpe.pop("num_merges", None)  # BPE's one extra: replay only the first merges
+        assert wordpiece == bpe, method
+    # The one documented difference: WordPiece adds [CLS]/[SEP] by default (as BERT), BPE does not.
+    for method in ("encode", "__call__"):
+        defaults = [inspect.signature(getattr(cls, method)).parameters["add_special_tokens"].default
+                    for cls in (WordPieceTokenizer, BPETokenizer)]
+        assert defaults == [True, False], method
+    assert all(isinstance(cls.vocab_size, property) for cls in (WordPieceTokenizer, BPETokenizer))
 
 
-def test_hard_cases_are_many_and_varied():
-    assert len(HARD_CASES) >= 40
-    assert len(set(HARD_CASES)) == len(HARD_CASES)
+@pytest.mark.parametrize("add_special_tokens", [True, False])
+def test_max_length_keeps_the_first_tokens(tokenizer, add_special_tokens):
+    text = TEXTS[2]
+    full = tokenizer.encode(text, add_special_tokens=add_special_tokens)
+    body = full[1:-1] if add_special_tokens else full
+    assert len(body) > 5
+    for max_length in range(2, len(full) + 3):
+        ids = tokenizer.encode(text, add_special_tokens=add_special_tokens, max_length=max_length)
+        assert len(ids) == min(max_length, len(full))
+        if add_special_tokens:
+            assert ids[0] == tokenizer.cls_id and ids[-1] == tokenizer.sep_id
+            assert ids[1:-1] == body[: len(ids) - 2]
+        else:
+            assert ids == body[: len(ids)]
 
 
-@pytest.mark.parametrize("text", HARD_CASES, ids=range(len(HARD_CASES)))
-def test_hard_cases_match_both_references(ours, reference, reference_fast, text):
-    _assert_same(ours, reference, text)
-    _assert_same(ours, reference_fast, text)
-
-
-def test_vocabulary_and_special_ids_match_the_reference(ours, reference):
-    assert ours.vocab_size == len(reference.vocab) == 30522
-    assert ours.token_to_id == dict(reference.vocab)
-    assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (
-        reference.pad_token_id,
-        reference.unk_token_id,
-        reference.cls_token_id,
-        reference.sep_token_id,
-        reference.mask_token_id,
-    )
-
-
-# ----- generated text: at least 2,000 strings ----------------------------------------------
-
-_TRICKY_CHARS = list(
-    " \t\n\r\x00\x01\x1f\x7f\x85\xa0\u1680\u2000\u200b\u200d\u2028\u2029\u202f\u3000\ufeff\ufffd"
-    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~¡¿«»—–…‘’“”„•·"
-    "àáâãäåçèéêëìíîïñòóôõöùúûüýÿÀÉÎÕÜßøæœłŁİıΣσςΑΩЖжЁё"
-    "\u0300\u0301\u0308\u0327\u0336\u20dd\u0903"  # combining marks: Mn, Me, Mc
-    "東京中文字漢日本語你好世界\u3400\uf900"
-    "ひらがなカタカナ한국어"
-    "😀👍🏽❤️🇺🇳👨‍👩‍👧"
-    "0123456789½²①Ⅻ"
-    "ﬁﬂﬀ𝐀𝔉\U00020000"
-)
-_VOCAB_WORDS = [
-    line.removeprefix("##")
-    for line in (MODEL_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    if line and not line.startswith("[")
-]
-
-_pieces = st.one_of(
-    st.sampled_from(_VOCAB_WORDS),  # real words and word pieces, to exercise WordPiece
-    st.text(alphabet=st.sampled_from(_TRICKY_CHARS), min_size=1, max_size=4),
-    st.characters(),  # any code point (but lone surrogates)
-    st.sampled_from(["[CLS]", "[SEP]", "[MASK]", "[UNK]", "[PAD]", "[sep]", "##", " ", "  "]),
-)
-wide_text = st.lists(_pieces, max_size=16).map("".join)
-any_text = st.text(max_size=40)
-
-
-@settings(max_examples=700)
-@given(wide_text)
-def test_generated_text_matches_reference(ours, reference, text):
-    _assert_same(ours, reference, text)
-
-
-@settings(max_examples=500)
-@given(any_text)
-def test_arbitrary_unicode_matches_reference(ours, reference, text):
-    _assert_same(ours, reference, text)
-
-
-def _seeded_corpus(n: int, seed: int = 0) -> list[str]:
-    """n distinct strings mixing vocabulary words, random code points, spaces and special tokens."""
-    rng = random.Random(seed)
-    texts: dict[str, None] = {}  # an ordered set
-    while len(texts) < n:
-        parts = []
-        for _ in range(rng.randint(1, 12)):
-            r = rng.random()
-            if r < 0.35:
-                word = rng.choice(_VOCAB_WORDS)
-                parts.append(word.title() if rng.random() < 0.2 else word)
-            elif r < 0.6:
-                parts.append(chr(rng.randint(0, 0x2FFFF)))
-            elif r < 0.85:
-                parts.append(rng.choice(_TRICKY_CHARS))
-            else:
-                long_word = "a" * rng.randint(95, 105)
-                parts.append(rng.choice([" ", "[SEP]", "[MASK]", "ΟΔΟΣ", "e\u0301", long_word]))
-        texts["".join(parts)] = None
-    return list(texts)
-
-
-def test_seeded_corpus_of_1500_strings_matches_reference(ours, reference):
-    texts = _seeded_corpus(1500)
-    assert len(set(texts)) == 1500
-    mismatches = [t for t in texts if ours.tokenize(t) != reference.tokenize(t)]
-    assert mismatches == []
-    batch = ours(texts[:200])
-    expected = reference(texts[:200], padding=True, return_tensors="pt")
-    assert torch.equal(batch["input_ids"], expected["input_ids"])
-    assert torch.equal(batch["attention_mask"], expected["attention_mask"])
-
-
-def test_cased_mode_matches_the_reference_too():
-    # The algorithm without lower-casing and accent stripping, as for a cased vocabulary.
-    from transformers import BertTokenizer
-
-    reference = BertTokenizer.from_pretrained(str(MODEL_DIR), do_lower_case=False)
-    ours = WordPieceTokenizer.from_file(MODEL_DIR / "vocab.txt", do_lower_case=False)
-    texts = HARD_CASES + _seeded_corpus(300, seed=2)
-    assert [t for t in texts if ours.tokenize(t) != reference.tokenize(t)] == []
-    assert ours.tokenize("Héllo") != WordPieceTokenizer.from_file(MODEL_DIR / "vocab.txt").tokenize("Héllo")
-
-
-# ----- decode, batches, truncation -------------------------------------------------------
-
-@pytest.mark.parametrize("skip", [False, True])
-def test_decode_matches_reference(ours, reference, skip):
-    # Compared without the reference's English clean-up (" ," -> ","), which decode does not do.
-    # (The fast tokenizer's decoder always cleans up, so it is not compared here.)
-    for text in HARD_CASES + _seeded_corpus(100, seed=1):
-        ids = ours.encode(text)
-        expected = reference.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)
-        assert ours.decode(ids, skip_special_tokens=skip) == expected, repr(text)
-        assert ours.decode(torch.tensor(ids), skip_special_tokens=skip) == expected
-
-
-@given(wide_text)
-def test_decoded_text_tokenizes_to_the_same_tokens(ours, text):
-    ids = ours.encode(text)
-    assert ours.tokenize(ours.decode(ids[1:-1])) == ours.tokenize(text)
-
-
-def test_batch_is_padded_to_the_longest_with_mask(ours, reference):
-    texts = ["Hi!", "", "The animal didn't cross the street because it was too wide."]
-    batch = ours(texts)
-    expected = reference(texts, padding=True, return_tensors="pt")
+@pytest.mark.parametrize("add_special_tokens", [True, False])
+@pytest.mark.parametrize("max_length", [None, 4])
+def test_call_pads_a_batch_with_its_attention_mask(tokenizer, add_special_tokens, max_length):
+    batch = tokenizer(TEXTS, add_special_tokens=add_special_tokens, max_length=max_length)
+    rows = [tokenizer.encode(t, add_special_tokens=add_special_tokens, max_length=max_length) for t in TEXTS]
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     assert set(batch) == {"input_ids", "attention_mask"}
-    assert batch["input_ids"].dtype == batch["attention_mask"].dtype == torch.long
-    assert torch.equal(batch["input_ids"], expected["input_ids"])
-    assert torch.equal(batch["attention_mask"], expected["attention_mask"])
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
-    assert lengths == [len(ours.encode(t)) for t in texts] and max(lengths) == batch["input_ids"].shape[1]
-    assert (batch["input_ids"][batch["attention_mask"] == 0] == ours.pad_id).all()
+    assert ids.dtype == mask.dtype == torch.long and ids.shape == mask.shape == (3, max(map(len, rows)))
+    assert mask.sum(dim=1).tolist() == [len(r) for r in rows]
+    for row, expected in zip(ids.tolist(), rows, strict=True):
+        assert row == expected + [tokenizer.pad_id] * (len(row) - len(expected))
+    assert tokenizer(TEXTS[1])["input_ids"].tolist() == [tokenizer.encode(TEXTS[1])]  # a batch of one
 
 
-def test_truncation_matches_reference(ours, reference):
-    texts = ["one two three four five six seven eight nine ten", "short"]
-    for max_length in (3, 8, 512):
-        batch = ours(texts, max_length=max_length)
-        expected = reference(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        assert torch.equal(batch["input_ids"], expected["input_ids"]), max_length
-        assert batch["input_ids"].shape[1] <= max_length
-    # At max_length=2 only [CLS] and [SEP] fit (the reference logs an error and does not truncate).
-    assert ours(texts, max_length=2)["input_ids"].tolist() == [[ours.cls_id, ours.sep_id]] * 2
-    assert ours.encode(texts[0], max_length=4) == [ours.cls_id, *ours.encode(texts[0])[1:3], ours.sep_id]
+def test_decode_and_tokens_agree_on_special_tokens(tokenizer):
+    with_specials = tokenizer.encode(TEXTS[0], add_special_tokens=True)
+    without = tokenizer.encode(TEXTS[0], add_special_tokens=False)
+    assert with_specials == [tokenizer.cls_id, *without, tokenizer.sep_id]
+    tokens = tokenizer.convert_ids_to_tokens(with_specials)
+    assert (tokens[0], tokens[-1]) == ("[CLS]", "[SEP]") and tokens[1:-1] == tokenizer.tokenize(TEXTS[0])
+    assert tokenizer.decode(with_specials, skip_special_tokens=True) == tokenizer.decode(without)
+    assert "[CLS]" in tokenizer.decode(torch.tensor(with_specials))
 
 
-def test_a_single_string_is_a_batch_of_one(ours):
-    assert ours("Hello")["input_ids"].tolist() == [ours.encode("Hello")]
-
-
-# ----- the algorithm on a toy vocabulary ---------------------------------------------------
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TOY = [*SPECIALS, "un", "una", "##aff", "##ffa", "##able", "##ble", "a", "##a"]
-
-
-def test_wordpiece_takes_the_longest_match_first():
-    tok = WordPieceTokenizer(TOY)
-    # "una" is longer than "un", so it wins, then "##ffa", then "##ble"
-    assert tok.wordpiece("unaffable") == ["una", "##ffa", "##ble"]
-    assert tok.wordpiece("unx") == ["[UNK]"]  # one impossible spot makes the whole word unknown
-    assert tok.wordpiece("aaa") == ["a", "##a", "##a"]
-
-
-def test_words_longer_than_the_limit_are_unknown():
-    tok = WordPieceTokenizer(TOY, max_chars_per_word=5)
-    assert tok.wordpiece("aaaaa") == ["a"] + ["##a"] * 4
-    assert tok.wordpiece("aaaaaa") == ["[UNK]"]
-
-
-def test_basic_tokenize_rules():
-    assert basic_tokenize("Héllo, WORLD!") == ["hello", ",", "world", "!"]
-    assert basic_tokenize("東京x") == ["東", "京", "x"]  # each CJK ideograph is a word
-    assert basic_tokenize("ひらがな") == ["ひらかな"]  # kana are letters; the dakuten is an accent
-    assert basic_tokenize("a\x00b\u200bc") == ["abc"]  # control and format characters vanish
-    assert basic_tokenize("a\u3000b\tc") == ["a", "b", "c"]
-    assert basic_tokenize("$5^2") == ["$", "5", "^", "2"]  # every ASCII symbol is punctuation
-    assert basic_tokenize("Éé", do_lower_case=False) == ["Éé"]
-    assert all(unicodedata.category(c) != "Mn" for w in basic_tokenize("crème brûlée") for c in w)
-
-
-def test_special_tokens_in_text_are_kept_whole_only_when_spelled_exactly(ours):
-    assert ours.tokenize("x[SEP]y") == ["x", "[SEP]", "y"]
-    assert ours.tokenize("[sep]") == ["[", "sep", "]"]
-
-
-# ----- bad input ----------------------------------------------------------------------------
-
-def test_bad_input_raises_clear_errors(ours):
-    with pytest.raises(TypeError, match="text"):
-        ours.tokenize(b"bytes")
-    with pytest.raises(TypeError, match="text"):
-        ours.encode(None)
-    with pytest.raises(TypeError, match="texts.*element 1"):
-        ours(["fine", 3])
-    with pytest.raises(ValueError, match="texts"):
-        ours([])
+def test_bad_keywords_raise_clear_errors(tokenizer):
+    with pytest.raises(ValueError, match=r"max_length.*>= 2 \(room for \[CLS\] and \[SEP\]\)"):
+        tokenizer.encode("a cat", add_special_tokens=True, max_length=1)
+    with pytest.raises(ValueError, match="max_length.*>= 1"):
+        tokenizer(["a cat"], add_special_tokens=False, max_length=0)
     with pytest.raises(ValueError, match="max_length"):
-        ours.encode("a", max_length=1)
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        ours.decode([101, 30522])
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        ours.decode([-1])
-    with pytest.raises(TypeError, match="ids"):
-        ours.decode("101 102")
-    with pytest.raises(ValueError, match="ids"):
-        ours.decode(torch.tensor([[101, 102]]))
-    with pytest.raises(ValueError, match="special tokens"):
-        WordPieceTokenizer(["a", "b"])
-    with pytest.raises(ValueError, match="unique"):
-        WordPieceTokenizer([*TOY, "a"])
-    with pytest.raises(TypeError, match="vocab"):
-        WordPieceTokenizer("[PAD]")
+        tokenizer.encode("a cat", max_length=3.0)
+    with pytest.raises(TypeError, match="add_special_tokens"):
+        tokenizer.encode("a cat", add_special_tokens=1)
+    # Keyword-only: tokenizer(texts, 8) must not quietly mean add_special_tokens=8.
+    with pytest.raises(TypeError):
+        tokenizer(["a cat"], 8)
+    with pytest.raises(TypeError):
+        tokenizer.encode("a cat", True)
 
 
-def test_from_file_splits_on_newlines_only(tmp_path):
-    path = tmp_path / "vocab.txt"
-    # U+2028 would end a line for str.splitlines(); in vocab.txt only "\n" does.
-    path.write_text("\n".join([*TOY, "a\u2028b"]) + "\n", encoding="utf-8")
-    tok = WordPieceTokenizer.from_file(path)
-    assert tok.vocab_size == len(TOY) + 1
-    assert tok.id_to_token[-1] == "a\u2028b"
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(tokenization)
-    assert result.attempted > 0 and result.failed == 0
+def test_pad_batch_pads_to_the_longest():
+    batch = pad_batch([[5], [5, 6, 7]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 0, 0], [5, 6, 7]]
+    assert batch["attention_mask"].tolist() == [[1, 0, 0], [1, 1, 1]]
+    with pytest.raises(ValueError, match="sequences"):
+        pad_batch([], pad_id=0)

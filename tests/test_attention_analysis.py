@@ -1,14 +1,12 @@
-"""analysis: word positions, word-to-word attention and the referent-pair scoring of chapter 4."""
+"""attention_analysis: word positions, word-to-word attention and the referent-pair scoring of chapter 4."""
 
 from __future__ import annotations
-
-import doctest
 
 import pytest
 import torch
 
-from transformer_course import analysis, pretrained
-from transformer_course.analysis import ReferentPair
+from transformer_course import attention_analysis, pretrained
+from transformer_course.attention_analysis import ReferentPair
 from transformer_course.tokenization import SPECIAL_TOKENS, WordPieceTokenizer
 
 VOCAB = [*SPECIAL_TOKENS, "the", "animal", "street", "it", "was", "wide", "tired", "play", "##ing", "."]
@@ -25,11 +23,6 @@ def minilm():
     return pretrained.load_minilm(device="cpu")
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(analysis)
-    assert result.attempted >= 10 and result.failed == 0
-
-
 # ------------------------------------------------------------------------------ word positions
 
 
@@ -37,28 +30,28 @@ def test_word_positions_index_the_encoded_ids(tok):
     text = "The animal was playing. It was wide."
     ids = tok.encode(text)
     for word in ("animal", "playing", "it", "wide"):
-        positions = analysis.word_positions(tok, text, word)
+        positions = attention_analysis.word_positions(tok, text, word)
         assert [tok.id_to_token[ids[p]] for p in positions] == tok.tokenize(word)
-    assert analysis.word_positions(tok, text, "the") == [1]  # [CLS] is position 0
-    assert analysis.word_positions(tok, text, "was", occurrence=1) == [8]
+    assert attention_analysis.word_positions(tok, text, "the") == [1]  # [CLS] is position 0
+    assert attention_analysis.word_positions(tok, text, "was", occurrence=1) == [8]
 
 
 def test_word_positions_match_whole_words_only(tok):
     # "plays" is play ##s: looking for "play" must not match its first piece.
     with pytest.raises(ValueError, match="occurs 0 time"):
-        analysis.word_positions(tok, "It plays.", "play")
-    assert analysis.word_positions(tok, "It plays. It play.", "play") == [6]
+        attention_analysis.word_positions(tok, "It plays.", "play")
+    assert attention_analysis.word_positions(tok, "It plays. It play.", "play") == [6]
 
 
 def test_word_positions_reject_bad_input(tok):
     with pytest.raises(ValueError, match="occurs 1 time"):
-        analysis.word_positions(tok, "it was wide", "it", occurrence=1)
+        attention_analysis.word_positions(tok, "it was wide", "it", occurrence=1)
     with pytest.raises(ValueError, match="one word"):
-        analysis.word_positions(tok, "it was wide", "it was")
+        attention_analysis.word_positions(tok, "it was wide", "it was")
     with pytest.raises(ValueError, match="occurrence"):
-        analysis.word_positions(tok, "it was wide", "it", occurrence=-1)
+        attention_analysis.word_positions(tok, "it was wide", "it", occurrence=-1)
     with pytest.raises(TypeError, match="text and word"):
-        analysis.word_positions(tok, ["it"], "it")
+        attention_analysis.word_positions(tok, ["it"], "it")
 
 
 # ------------------------------------------------------------------------------ attention_from_to
@@ -67,29 +60,29 @@ def test_word_positions_reject_bad_input(tok):
 def test_attention_from_to_sums_keys_and_averages_queries():
     generator = torch.Generator().manual_seed(0)
     weights = [torch.softmax(torch.randn(2, 3, 5, 5, generator=generator), -1) for _ in range(4)]
-    got = analysis.attention_from_to(weights, [1, 2], [3, 4], batch_index=1)  # (L, H)
+    got = attention_analysis.attention_from_to(weights, [1, 2], [3, 4], batch_index=1)  # (L, H)
     assert got.shape == (4, 3)
     for layer in range(4):
         for head in range(3):
             w = weights[layer][1, head]
             expected = (w[1, 3] + w[1, 4] + w[2, 3] + w[2, 4]) / 2
             assert torch.isclose(got[layer, head], expected)
-    one = analysis.attention_from_to(torch.stack(weights), [2], [0])
+    one = attention_analysis.attention_from_to(torch.stack(weights), [2], [0])
     assert torch.equal(one, torch.stack([w[0, :, 2, 0] for w in weights]))
 
 
 def test_attention_from_to_rejects_bad_input():
     weights = torch.full((1, 1, 1, 3, 3), 1 / 3)
     with pytest.raises(ValueError, match="key_positions"):
-        analysis.attention_from_to(weights, [0], [3])
+        attention_analysis.attention_from_to(weights, [0], [3])
     with pytest.raises(ValueError, match="query_positions"):
-        analysis.attention_from_to(weights, [], [0])
+        attention_analysis.attention_from_to(weights, [], [0])
     with pytest.raises(ValueError, match="batch_index"):
-        analysis.attention_from_to(weights, [0], [0], batch_index=1)
+        attention_analysis.attention_from_to(weights, [0], [0], batch_index=1)
     with pytest.raises(ValueError, match=r"\(L, B, H, T, T\)"):
-        analysis.attention_from_to(torch.ones(2, 3, 3), [0], [0])
+        attention_analysis.attention_from_to(torch.ones(2, 3, 3), [0], [0])
     with pytest.raises(TypeError, match="weights"):
-        analysis.attention_from_to("weights", [0], [0])
+        attention_analysis.attention_from_to("weights", [0], [0])
 
 
 # ------------------------------------------------------------------------------ pairs and scoring
@@ -111,34 +104,34 @@ def test_pair_correct_follows_the_referent_not_a_fixed_preference():
     scores[0, 0, 0], scores[0, 1, 1] = 0.5, 0.5  # follows the referent: right
     scores[1, :, 0] = 0.5  # always candidate 0, same amount: no move, not right
     scores[2, 0, 1], scores[2, 1, 0] = 0.5, 0.5  # moves the wrong way
-    assert analysis.pair_correct(scores).flatten().tolist() == [True, False, False]
+    assert attention_analysis.pair_correct(scores).flatten().tolist() == [True, False, False]
     scores[1, 0, 0] += 1e-4  # a move far below the tolerance is noise, not a choice
-    assert analysis.pair_correct(scores).flatten().tolist() == [True, False, False]
-    assert analysis.pair_correct(scores, tolerance=0.0).flatten().tolist() == [True, True, False]
+    assert attention_analysis.pair_correct(scores).flatten().tolist() == [True, False, False]
+    assert attention_analysis.pair_correct(scores, tolerance=0.0).flatten().tolist() == [True, True, False]
     with pytest.raises(ValueError, match="tolerance"):
-        analysis.pair_correct(scores, tolerance=-1.0)
+        attention_analysis.pair_correct(scores, tolerance=-1.0)
     with pytest.raises(ValueError, match=r"\(N, 2, 2, L, H\)"):
-        analysis.pair_correct(torch.zeros(3, 2, 1, 1))
+        attention_analysis.pair_correct(torch.zeros(3, 2, 1, 1))
 
 
 def test_best_head_counts_only_the_given_pairs():
     correct = torch.zeros(4, 2, 2, dtype=torch.bool)
     correct[0:2, 0, 1] = True  # good on pairs 0, 1
     correct[2:4, 1, 0] = True  # good on pairs 2, 3
-    assert analysis.best_head(correct, [0, 1]) == (0, 1)
-    assert analysis.best_head(correct, [2, 3]) == (1, 0)
+    assert attention_analysis.best_head(correct, [0, 1]) == (0, 1)
+    assert attention_analysis.best_head(correct, [2, 3]) == (1, 0)
     with pytest.raises(ValueError, match="pair_indices"):
-        analysis.best_head(correct, [4])
+        attention_analysis.best_head(correct, [4])
 
 
 def test_binomial_p_value_matches_small_cases():
-    assert analysis.binomial_p_value(0, 3) == 1.0
-    assert analysis.binomial_p_value(2, 3) == pytest.approx(0.5)  # (3 + 1) / 8
-    assert analysis.binomial_p_value(3, 3, p=0.25) == pytest.approx(1 / 64)
+    assert attention_analysis.binomial_p_value(0, 3) == 1.0
+    assert attention_analysis.binomial_p_value(2, 3) == pytest.approx(0.5)  # (3 + 1) / 8
+    assert attention_analysis.binomial_p_value(3, 3, p=0.25) == pytest.approx(1 / 64)
     with pytest.raises(ValueError, match="successes"):
-        analysis.binomial_p_value(4, 3)
+        attention_analysis.binomial_p_value(4, 3)
     with pytest.raises(ValueError, match="p:"):
-        analysis.binomial_p_value(1, 3, p=1.0)
+        attention_analysis.binomial_p_value(1, 3, p=1.0)
 
 
 def test_pronoun_attention_reads_the_real_model(minilm):
@@ -146,15 +139,15 @@ def test_pronoun_attention_reads_the_real_model(minilm):
     pair = ReferentPair(
         "The animal didn't cross the street because it was too {}.", ("animal", "street"), ("tired", "wide")
     )
-    scores = analysis.pronoun_attention(tokenizer, model, [pair, pair])
+    scores = attention_analysis.pronoun_attention(tokenizer, model, [pair, pair])
     assert scores.shape == (2, 2, 2, 6, 12)
     assert torch.equal(scores[0], scores[1])  # the same pair twice: padding changes nothing here
     text = pair.texts()[1]
     batch = tokenizer([text])
     with torch.no_grad():
         _, weights = model(batch["input_ids"], batch["attention_mask"], return_attention=True)
-    it = analysis.word_positions(tokenizer, text, "it")[0]
-    street = analysis.word_positions(tokenizer, text, "street")[0]
+    it = attention_analysis.word_positions(tokenizer, text, "it")[0]
+    street = attention_analysis.word_positions(tokenizer, text, "street")[0]
     direct = torch.stack([w[0, :, it, street] for w in weights])  # (L, H)
     assert torch.allclose(scores[0, 1, 1], direct, atol=1e-6)
     assert ((scores >= 0) & (scores <= 1)).all()
@@ -164,9 +157,9 @@ def test_pronoun_attention_rejects_bad_pairs(minilm):
     tokenizer, model = minilm
     with pytest.raises(ValueError, match="not in"):
         no_pronoun = ReferentPair("A cat and a {}.", ("cat", "dog"), ("dog", "x"))
-        analysis.pronoun_attention(tokenizer, model, [no_pronoun])
+        attention_analysis.pronoun_attention(tokenizer, model, [no_pronoun])
     late = ReferentPair("It saw the cat and the {}.", ("cat", "dog"), ("dog", "rat"))
     with pytest.raises(ValueError, match="after the pronoun"):
-        analysis.pronoun_attention(tokenizer, model, [late])
+        attention_analysis.pronoun_attention(tokenizer, model, [late])
     with pytest.raises(TypeError, match="pairs"):
-        analysis.pronoun_attention(tokenizer, model, [])
+        attention_analysis.pronoun_attention(tokenizer, model, [])
