@@ -1,8 +1,10 @@
-"""distributed: the command-line trainer ``python -m transformer_course.train``, alone and under torchrun."""
+"""cli, distributed, checkpoint: the command-line trainer ``python -m transformer_course``, alone and
+under torchrun, with its checkpoints."""
 
 from __future__ import annotations
 
-import doctest
+import ast
+import importlib
 import json
 import math
 import os
@@ -10,24 +12,25 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from transformer_course import distributed, tasks, train
+from transformer_course import checkpoint, cli, distributed, models, tasks, training
 
 # A model and data set small enough that a run of a few steps takes a fraction of a second.
 TINY = [
     "--distance", "5", "--num-train", "256", "--num-test", "64", "--batch-size", "32",
-    "--d-model", "16", "--heads", "2", "--layers", "2", "--device", "cpu", "--no-progress",
+    "--d-model", "16", "--num-heads", "2", "--num-layers", "2", "--device", "cpu", "--no-progress",
 ]
 TOLERANCE = 1e-5  # 1 process vs 2: the same sums, added in another order
 
 
 def _main(*options: str) -> int:
-    return distributed.main([*TINY, *options])
+    return cli.main([*TINY, *options])
 
 
 def _train(tmp_path, name: str, *options: str) -> dict:
@@ -50,7 +53,7 @@ def _torchrun(tmp_path, nproc: int, *options: str) -> subprocess.CompletedProces
     command = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
         "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-        "-m", "transformer_course.train", *TINY, *options,
+        "-m", "transformer_course", *TINY, *options,
     ]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
@@ -60,35 +63,30 @@ def _max_difference(a: list[float], b: list[float]) -> float:
     return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(distributed, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 6 and result.failed == 0
-
-
 def test_one_process_is_the_book_training_loop(tmp_path, capsys):
     log = _train(tmp_path, "cli", "--steps", "8")
     out = capsys.readouterr().out
     printed = re.findall(r"^test accuracy: ([0-9.]+) \(64 sequences\)$", out, flags=re.MULTILINE)
     assert printed == [f"{log['test_accuracy']:.4f}"]
 
-    # The same run through train.train: same data, initial weights and batches, so the same numbers.
+    # The same run through training.train: same data, initial weights and batches, so the same numbers.
     data = tasks.RecallTask(5, num_train=256, num_test=64, seed=0).make()
     torch.manual_seed(0)
-    model = train.EncoderClassifier(d_model=16, num_heads=2, num_layers=2, d_ff=64)
-    config = train.TrainConfig(steps=8, batch_size=32, eval_every=8)
-    reference = train.train(model, data, config, seed=0, device="cpu")
+    model = models.EncoderClassifier(d_model=16, num_heads=2, num_layers=2, d_ff=64)
+    config = training.TrainConfig(steps=8, batch_size=32, eval_every=8)
+    reference = training.train(model, data, config, seed=0, device="cpu")
     assert log["losses"] == reference.losses
     assert log["grad_norms"] == reference.grad_norms
     assert log["test_accuracy"] == reference.final_accuracy
     assert (log["world_size"], log["first_step"], log["last_step"]) == (1, 1, 8)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_run_and_their_checkpoint_resumes_anywhere(tmp_path):
     done = _torchrun(tmp_path, 2, "--steps", "4", "--log-json", "two.json", "--checkpoint", "two.safetensors")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes (gloo) on cpu, global batch 32 = 2 x 16" in done.stdout
     assert done.stdout.count("test accuracy:") == 1  # only rank 0 prints
-    assert "RuntimeWarning" not in done.stderr  # the `-m transformer_course.train` double import
     two = json.loads((tmp_path / "two.json").read_text())
     one = _train(tmp_path, "one", "--steps", "6", "--checkpoint", str(tmp_path / "one.safetensors"))
     assert two["world_size"] == 2 and len(two["losses"]) == 4
@@ -116,26 +114,27 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch):
     class Interrupted(Exception):
         pass
 
-    save = distributed.save_checkpoint
+    save = checkpoint.save_checkpoint
 
     def save_then_stop(*args, **kwargs):
         save(*args, **kwargs)
         raise Interrupted  # as if the machine went down just after the checkpoint of step 3
 
-    checkpoint = str(tmp_path / "part.safetensors")
-    options = ("--steps", "6", "--checkpoint", checkpoint, "--checkpoint-every", "3")
-    monkeypatch.setattr(distributed, "save_checkpoint", save_then_stop)
+    part = str(tmp_path / "part.safetensors")
+    options = ("--steps", "6", "--checkpoint", part, "--checkpoint-every", "3")
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_stop)
     with pytest.raises(Interrupted):
         _main(*options)
-    monkeypatch.setattr(distributed, "save_checkpoint", save)
-    with safe_open(checkpoint, framework="pt") as file:
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    with safe_open(part, framework="pt") as file:
+        assert file.metadata()["format"] == checkpoint.CHECKPOINT_FORMAT
         assert json.loads(file.metadata()["state"])["step"] == 3
     resumed = _train(tmp_path, "resumed", *options, "--resume")
 
     assert (resumed["first_step"], resumed["last_step"]) == (4, 6)
     assert resumed["losses"] == whole["losses"]
     assert resumed["test_accuracy"] == whole["test_accuracy"]
-    ours, reference = load_file(checkpoint), load_file(tmp_path / "whole.safetensors")
+    ours, reference = load_file(part), load_file(tmp_path / "whole.safetensors")
     assert ours.keys() == reference.keys()
     assert any(name.startswith("optimizer.") for name in ours)
     for name, value in reference.items():  # weights, Adam's moments, batch generator, history
@@ -144,14 +143,14 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch):
     # Resuming a finished run takes no step and changes nothing.
     again = _train(tmp_path, "again", *options, "--resume")
     assert (again["first_step"], again["last_step"], again["losses"]) == (7, 6, whole["losses"])
-    assert torch.equal(load_file(checkpoint)["model.readout.weight"], reference["model.readout.weight"])
+    assert torch.equal(load_file(part)["model.readout.weight"], reference["model.readout.weight"])
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, capsys):
-    checkpoint = str(tmp_path / "run.safetensors")
-    assert _main("--steps", "2", "--checkpoint", checkpoint) == 0
+    path = str(tmp_path / "run.safetensors")
+    assert _main("--steps", "2", "--checkpoint", path) == 0
     with pytest.raises(SystemExit) as exit_info:
-        _main("--steps", "4", "--checkpoint", checkpoint, "--resume", "--lr", "0.01")
+        _main("--steps", "4", "--checkpoint", path, "--resume", "--lr", "0.01")
     assert exit_info.value.code == 2
     assert "lr=0.003 (now 0.01)" in capsys.readouterr().err
 
@@ -159,7 +158,8 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--heads", "3"], "--d-model 16 must be divisible by --heads 3"),
+        (["--num-heads", "3"], "--d-model 16 must be divisible by --num-heads 3"),
+        (["--heads", "2"], "unrecognized arguments: --heads 2"),
         (["--precision", "fp16"], "--precision fp16 needs CUDA"),
         (["--resume"], "--resume need --checkpoint PATH"),
         (["--resume", "--checkpoint", "absent.safetensors"], "--resume: no checkpoint at"),
@@ -206,18 +206,6 @@ def test_bf16_on_the_cpu_trains_in_mixed_precision(tmp_path):
     assert 0 < difference < 0.05  # bfloat16 keeps 8 bits of mantissa: close, not equal
 
 
-def test_global_batches_are_the_batches_of_train_and_resume_mid_pass():
-    reference = train.MiniBatches(100, 32, seed=3)  # what train.train draws
-    batches = distributed.GlobalBatches(100, 32, seed=3)
-    drawn = [next(batches) for _ in range(5)]  # 3 batches per pass: into the second pass
-    assert all(torch.equal(ours, next(reference)) for ours in drawn)
-    again = distributed.GlobalBatches(100, 32, seed=99)
-    again.load_state_dict(batches.state_dict())
-    assert all(torch.equal(next(again), next(reference)) for _ in range(5))
-    with pytest.raises(ValueError, match="batch_size: expected at most num_examples=10"):
-        distributed.GlobalBatches(10, 32, seed=0)
-
-
 def test_shard_gives_equal_contiguous_parts():
     batch = torch.arange(12).view(6, 2)  # (B, 2)
     parts = [distributed.shard(batch, rank, 3) for rank in range(3)]
@@ -250,3 +238,44 @@ def test_cuda_runs_in_every_precision(tmp_path):
         assert all(map(math.isfinite, mixed["losses"])), precision
         # Only the first loss is compared: the scaler may skip a step while it finds its scale.
         assert abs(mixed["losses"][0] - cpu["losses"][0]) < 0.05, precision
+
+
+def test_the_model_options_default_to_the_recall_encoder_config():
+    args = cli.build_parser().parse_args([])
+    book = models.RecallEncoderConfig()
+    assert (args.d_model, args.num_heads, args.num_layers) == (book.d_model, book.num_heads, book.num_layers)
+    assert cli._run_settings(args)["d_ff"] == book.resolved_d_ff
+    assert args.steps == training.STEPS["encoder"]
+
+
+@pytest.mark.slow
+def test_python_dash_m_transformer_course_prints_its_help(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "transformer_course", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("usage: python -m transformer_course")
+    assert "--num-heads" in done.stdout and "--num-layers" in done.stdout
+    assert done.stderr == ""  # no warning either
+
+
+def test_the_console_script_is_the_cli():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).resolve().parents[1] / "code" / "pyproject.toml"
+    target = tomllib.loads(pyproject.read_text())["project"]["scripts"]["transformer-course"]
+    module_name, _, function = target.partition(":")
+    assert getattr(importlib.import_module(module_name), function) is cli.main
+
+
+def test_training_imports_neither_the_command_line_nor_processes_nor_files():
+    # The whole package's import graph is checked for cycles in test_package.py; this is the
+    # direction of this part: cli uses training, distributed and checkpoint, never the reverse.
+    def imported(module) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text())
+        return {
+            alias.name if node.module is None else node.module.split(".")[0]
+            for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level
+            for alias in node.names
+        }
+
+    assert imported(training).isdisjoint({"cli", "distributed", "checkpoint"})
+    assert {"training", "distributed", "checkpoint", "models"} <= imported(cli)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 from torch import nn
@@ -19,11 +17,6 @@ def _pair(width: int = 3, H: int = 5, bias: bool = True, seed: int = 0) -> tuple
 
 def _x(B: int = 4, T: int = 9, width: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.randn(B, T, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(rnn)
-    assert result.attempted >= 8 and result.failed == 0
 
 
 @pytest.mark.parametrize("bias", [True, False])

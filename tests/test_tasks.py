@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 
 from transformer_course import tasks
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(tasks)
-    assert result.attempted >= 5 and result.failed == 0
-
-
-def test_constants_of_the_book():
-    assert (tasks.NUM_ANSWERS, tasks.NUM_DISTRACTORS, tasks.QUERY, tasks.VOCAB_SIZE) == (8, 8, 16, 17)
-    assert tasks.CHANCE == 1 / 8
-    assert tasks.DISTANCES == (5, 10, 25, 50)
 
 
 @pytest.mark.parametrize("distance", [1, 5, 100])

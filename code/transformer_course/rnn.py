@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from .attention import _check_positive_int
+from . import _checks
 
 __all__ = [
     "ElmanRNN",
@@ -62,10 +62,9 @@ class ElmanRNN(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
-        _check_positive_int(input_size, "input_size")
-        _check_positive_int(hidden_size, "hidden_size")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
+        _checks.positive_int(input_size, "input_size")
+        _checks.positive_int(hidden_size, "hidden_size")
+        _checks.boolean(bias, "bias")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
@@ -206,8 +205,7 @@ def scale_spectral_radius(matrix: torch.Tensor, radius: float) -> torch.Tensor:
         >>> round(spectral_radius(scale_spectral_radius(torch.eye(3) * 5, 0.9)), 6)
         0.9
     """
-    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius > 0:
-        raise ValueError(f"radius: expected a positive number, got {radius!r}")
+    _checks.positive_number(radius, "radius")
     current = spectral_radius(matrix)
     if current == 0:
         raise ValueError("matrix: its spectral radius is 0 (nilpotent), it cannot be rescaled")

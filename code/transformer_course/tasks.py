@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "NUM_ANSWERS",
     "NUM_DISTRACTORS",
@@ -82,14 +84,6 @@ class SplitData:
     train_targets: torch.Tensor
     test_inputs: torch.Tensor
     test_targets: torch.Tensor
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    """Raise TypeError unless ``value`` is an int (not a bool), ValueError if below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
 
 
 def _distinct_rows(draw, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -158,12 +152,11 @@ def make_recall_data(
         >>> bool((data.train_inputs[:, 0] == data.train_targets).all())
         True
     """
-    _check_int(distance, "distance", 1)
-    _check_int(num_train, "num_train", 1)
-    _check_int(num_test, "num_test", 1)
-    _check_int(seed, "seed", 0)
-    if not isinstance(shared_symbols, bool):
-        raise TypeError(f"shared_symbols: expected a bool, got {type(shared_symbols).__name__}")
+    _checks.int_at_least(distance, "distance", 1)
+    _checks.int_at_least(num_train, "num_train", 1)
+    _checks.int_at_least(num_test, "num_test", 1)
+    _checks.int_at_least(seed, "seed", 0)
+    _checks.boolean(shared_symbols, "shared_symbols")
     first, count = (0, NUM_ANSWERS) if shared_symbols else (NUM_ANSWERS, NUM_DISTRACTORS)
     total = num_train + num_test
     distinct = NUM_ANSWERS * count**distance
@@ -210,11 +203,11 @@ def make_copy_data(
         >>> tuple(data.train_inputs.shape), bool((data.train_inputs == data.train_targets).all())
         ((3, 6), True)
     """
-    _check_int(length, "length", 1)
-    _check_int(num_symbols, "num_symbols", 2)
-    _check_int(num_train, "num_train", 1)
-    _check_int(num_test, "num_test", 1)
-    _check_int(seed, "seed", 0)
+    _checks.int_at_least(length, "length", 1)
+    _checks.int_at_least(num_symbols, "num_symbols", 2)
+    _checks.int_at_least(num_train, "num_train", 1)
+    _checks.int_at_least(num_test, "num_test", 1)
+    _checks.int_at_least(seed, "seed", 0)
     total = num_train + num_test
     if total > num_symbols**length:
         raise ValueError(

@@ -1,25 +1,30 @@
-"""A small training loop, the models of the recall task, and the distance grid of chapters 1 and 5.
+"""Training and scoring: the one training loop of the package, and the distance grid of chapters 1 and 5.
 
 - :class:`TrainConfig` and :func:`train`: mini-batch training with Adam (or plain SGD), optional
   gradient-norm clipping and a fixed step budget; the test accuracy is recorded every few steps.
   Defaults: Adam, lr 3e-3, batch 64, clipping at norm 1.0. :class:`MiniBatches` orders the
-  batches (seeded, resumable: the command-line trainer of ``distributed.py`` draws the same ones).
-- :class:`RecurrentClassifier` (``torch.nn.RNN`` or ``torch.nn.LSTM``) and
-  :class:`EncoderClassifier` (our :class:`~transformer_course.encoder.Encoder`): embed the
-  tokens, run the sequence model, read the answer off the last (query) position.
-  :func:`make_recall_model` builds the three models of the book at their fixed sizes.
+  batches (seeded and resumable); :func:`evaluate` scores a model.
 - :func:`run_distance_grid`: train a fresh model for every distance of
   :data:`~transformer_course.tasks.DISTANCES` and every seed, and collect the test accuracies.
   Chapter 1 runs it for the RNN and the LSTM, chapter 5 for the encoder, with the same data,
-  budgets and seeds.
-- :class:`StateBottleneck`: an encoder-decoder whose only link is one fixed-size vector, for the
-  copy task of :func:`~transformer_course.tasks.make_copy_data`.
+  budgets (:data:`STEPS`) and seeds.
 
-Legend: B batch, T length, D model width, H hidden width, C classes.
+:func:`train` is also the loop of the command-line trainer (:mod:`~transformer_course.cli`):
+mixed precision, several processes, checkpoints and resuming plug into it through its
+keyword-only arguments (``autocast_dtype``, ``scaler``, ``shard``, ``wrap``, ``reduce_loss``,
+``optimizer``, ``batches``, ``start_step``, ``on_step``), so that a run from the shell takes the
+same steps as a run in a chapter. This module knows nothing of processes or files: it imports
+only the tasks, the models and the device resolver.
+
+It is over 500 lines because the grid stays beside the loop it repeats, and the loop's hooks are
+documented where they are used.
+
+Legend: B batch, T length, C classes, N examples.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -40,24 +45,19 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .attention import _check_positive_int
-from .embedding import InputEmbedding
-from .encoder import Encoder
+from . import _checks
+from .models import MODEL_KINDS, make_recall_model
 from .runtime import resolve_device
-from .tasks import DISTANCES, NUM_ANSWERS, VOCAB_SIZE, RecallTask, SplitData
+from .tasks import DISTANCES, RecallTask, SplitData
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "MiniBatches",
+    "make_optimizer",
     "evaluate",
     "train",
-    "RecurrentClassifier",
-    "EncoderClassifier",
-    "StateBottleneck",
-    "MODEL_KINDS",
     "STEPS",
-    "make_recall_model",
     "GridResult",
     "run_distance_grid",
 ]
@@ -77,19 +77,12 @@ class TrainConfig:
     eval_every: int = 100  # measure the test accuracy every this many steps, and at the end
 
     def __post_init__(self) -> None:
-        _check_positive_int(self.steps, "steps")
-        _check_positive_int(self.batch_size, "batch_size")
-        _check_positive_int(self.eval_every, "eval_every")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"lr: expected a positive number, got {self.lr!r}")
-        if self.clip_norm is not None and (
-            isinstance(self.clip_norm, bool)
-            or not isinstance(self.clip_norm, (int, float))
-            or not self.clip_norm > 0
-        ):
-            raise ValueError(f"clip_norm: expected a positive number or None, got {self.clip_norm!r}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        _checks.positive_int(self.steps, "steps")
+        _checks.positive_int(self.batch_size, "batch_size")
+        _checks.positive_int(self.eval_every, "eval_every")
+        _checks.positive_number(self.lr, "lr")
+        _checks.positive_number(self.clip_norm, "clip_norm", allow_none=True)
+        _checks.one_of(self.optimizer, _OPTIMIZERS, "optimizer")
 
 
 @dataclass
@@ -115,6 +108,17 @@ def _check_model(model: object) -> None:
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
 
 
+def _check_autocast_dtype(dtype: object) -> None:
+    """Raise a TypeError unless ``dtype`` is None or a floating-point torch dtype."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"autocast_dtype: expected None or a floating-point torch.dtype, got {dtype!r}")
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; None: a context that changes nothing."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
 def _loss_and_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy and the number of right answers; logits (..., C), targets (...)."""
     if logits.shape[:-1] != targets.shape:
@@ -130,24 +134,46 @@ def _loss_and_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torc
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 1024
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = 1024,
+    autocast_dtype: torch.dtype | None = None,
 ) -> float:
     """Accuracy of ``model`` (in eval mode) on ``inputs``: the fraction of targets it gets right.
 
-    The model's training/eval mode is restored afterwards.
+    The inputs are scored ``batch_size`` at a time on the model's device; the model's
+    training/eval mode is restored afterwards.
+
+    Args:
+        model: maps ids (B, T) to logits (B, C) or (B, T, C).
+        inputs, targets: the examples and their answers.
+        batch_size: examples per forward pass. Default: 1024.
+        autocast_dtype: run the forward passes under ``torch.autocast`` to this dtype
+            (``torch.bfloat16``, ``torch.float16``); None: the model's own dtype. Default: None.
 
     Shape:
-        inputs (N, T) ids; targets (N,) or (N, T); the model maps (B, T) to logits (B, C) or
-        (B, T, C).
+        inputs (N, T) ids; targets (N,) or (N, T).
+
+    Examples:
+        >>> from transformer_course.models import RecurrentClassifier
+        >>> from transformer_course.tasks import make_recall_data
+        >>> data = make_recall_data(distance=2, num_train=8, num_test=32)
+        >>> accuracy = evaluate(RecurrentClassifier("rnn", hidden_size=8), data.test_inputs,
+        ...                     data.test_targets)
+        >>> 0.0 <= accuracy <= 1.0
+        True
     """
     _check_model(model)
-    _check_positive_int(batch_size, "batch_size")
+    _checks.positive_int(batch_size, "batch_size")
+    _check_autocast_dtype(autocast_dtype)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     correct = 0
     for start in range(0, len(inputs), batch_size):
-        logits = model(inputs[start : start + batch_size].to(device))
+        with _autocast(device, autocast_dtype):
+            logits = model(inputs[start : start + batch_size].to(device))  # (b, T) -> (b, C)
         correct += _loss_and_correct(logits, targets[start : start + batch_size].to(device))[1].item()
     model.train(was_training)
     return correct / targets.numel()
@@ -159,7 +185,7 @@ def _threads(num_threads: int | None) -> Iterator[None]:
     if num_threads is None:
         yield
         return
-    _check_positive_int(num_threads, "num_threads")
+    _checks.positive_int(num_threads, "num_threads")
     before = torch.get_num_threads()
     torch.set_num_threads(num_threads)
     try:
@@ -171,8 +197,7 @@ def _threads(num_threads: int | None) -> Iterator[None]:
 def _bar_switch(progress: bool) -> dict[str, bool]:
     """tqdm's ``disable`` argument: given only to turn the bar off, so that ``TQDM_DISABLE=1``
     (set when the chapters are executed and tested) can still turn it off otherwise."""
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected a bool, got {type(progress).__name__}")
+    _checks.boolean(progress, "progress")
     return {} if progress else {"disable": True}
 
 
@@ -203,8 +228,8 @@ class MiniBatches:
     """
 
     def __init__(self, num_examples: int, batch_size: int, seed: int) -> None:
-        _check_positive_int(num_examples, "num_examples")
-        _check_positive_int(batch_size, "batch_size")
+        _checks.positive_int(num_examples, "num_examples")
+        _checks.positive_int(batch_size, "batch_size")
         self.num_examples, self.batch_size = num_examples, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.order = torch.empty(0, dtype=torch.long)  # the current pass's order, (N,) once drawn
@@ -241,6 +266,23 @@ class MiniBatches:
         self.order, self.position = order.to(torch.long).clone(), position
 
 
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer :func:`train` uses for ``model``: ``torch.optim.Adam``, or plain SGD (no
+    momentum), at ``config.lr``.
+
+    Build it yourself to restore a saved state before training (the command line does).
+
+    Examples:
+        >>> make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="sgd", lr=0.1)).defaults["lr"]
+        0.1
+    """
+    _check_model(model)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    return torch.optim.SGD(model.parameters(), lr=config.lr)
+
+
 def _train(
     model: nn.Module,
     data: SplitData,
@@ -248,36 +290,68 @@ def _train(
     seed: int,
     device: torch.device,
     bar,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    batches: MiniBatches | None = None,
+    start_step: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    reduce_loss: Callable[[torch.Tensor], float] | None = None,
+    on_step: Callable[[int, TrainResult], None] | None = None,
 ) -> TrainResult:
-    """The loop of :func:`train`; ``bar`` is a tqdm bar advanced by one per step, or None."""
+    """The loop of :func:`train` (arguments checked there); ``bar`` is a tqdm bar advanced by one
+    per step."""
     model.to(device).train()
-    if config.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config) if optimizer is None else optimizer
+    forward = model if wrap is None else wrap(model)  # e.g. DistributedDataParallel(model)
     train_inputs, train_targets = data.train_inputs.to(device), data.train_targets.to(device)
-    batches = MiniBatches(len(train_inputs), config.batch_size, seed)
+    batches = MiniBatches(len(train_inputs), config.batch_size, seed) if batches is None else batches
     clip = math.inf if config.clip_norm is None else config.clip_norm
     result = TrainResult()
     start = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        index = next(batches).to(device)
-        loss, _ = _loss_and_correct(model(train_inputs[index]), train_targets[index])
+    for step in range(start_step + 1, config.steps + 1):
+        index = next(batches)  # (B,) indices into the training set
+        if shard is not None:
+            index = shard(index)  # (B,) -> (B / W,): this process's part of the global batch
+        index = index.to(device)
+        with _autocast(device, autocast_dtype):
+            logits = forward(train_inputs[index])  # (B, T) -> (B, C), or (B, T, C)
+        # The loss in float32 whatever the autocast dtype (.float() is a no-op in float32).
+        loss, _ = _loss_and_correct(logits.float(), train_targets[index])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is None:
+            loss.backward()
+        else:  # float16: a scaled loss keeps small gradients from underflowing
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # the true gradients, so that clipping sees their real norm
         # Returns the norm before clipping; with clip = inf it only measures.
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
-        result.losses.append(loss.item())
+        result.losses.append(loss.item() if reduce_loss is None else reduce_loss(loss))
         result.grad_norms.append(grad_norm)
-        if not (math.isfinite(result.losses[-1]) and math.isfinite(grad_norm)):
+        # An fp16 overflow is the scaler's business: it skips that step and lowers its scale.
+        if not math.isfinite(result.losses[-1]) or (scaler is None and not math.isfinite(grad_norm)):
             result.diverged = True  # a NaN step would poison every weight: stop here
             break
-        optimizer.step()
-        if bar is not None:
-            bar.update(1)
-        if step % config.eval_every == 0 or step == config.steps:
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)  # the optimizer's step, skipped if the gradient overflowed
+            scaler.update()
+        bar.update(1)
+        if step % config.eval_every == 0 and step < config.steps:
             result.eval_steps.append(step)
-            result.test_accuracy.append(evaluate(model, data.test_inputs, data.test_targets))
+            result.test_accuracy.append(
+                evaluate(model, data.test_inputs, data.test_targets, autocast_dtype=autocast_dtype)
+            )
+        if on_step is not None:
+            on_step(step, result)
+    if not result.diverged:  # the accuracy at the end, also when there was no step left to take
+        result.eval_steps.append(start_step + len(result.losses))
+        result.test_accuracy.append(
+            evaluate(model, data.test_inputs, data.test_targets, autocast_dtype=autocast_dtype)
+        )
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
@@ -292,6 +366,16 @@ def train(
     progress: bool = False,
     desc: str | None = None,
     num_threads: int | None = 1,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    batches: MiniBatches | None = None,
+    start_step: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    reduce_loss: Callable[[torch.Tensor], float] | None = None,
+    on_step: Callable[[int, TrainResult], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train_*`` for ``config.steps`` steps, scoring ``data.test_*``.
 
@@ -301,6 +385,10 @@ def train(
     every ``config.eval_every`` steps and after the last one. If a loss or a gradient norm
     becomes inf or NaN, training stops there and ``diverged`` is set. The model is left in eval
     mode, on ``device``.
+
+    The keyword-only arguments let a longer run use the same loop: the command line
+    (:mod:`~transformer_course.cli`) passes them to train in mixed precision, in several
+    processes and from a checkpoint. Left at their defaults, they change nothing.
 
     Args:
         model: maps ids (B, T) to logits (B, C), or (B, T, C) for per-position targets.
@@ -317,11 +405,33 @@ def train(
             gain nothing from a second thread, which only waits at every time step (and stalls
             badly when another program uses the other core). One thread also gives the same
             numbers whatever the machine's thread count.
+        optimizer: the optimizer to step, e.g. one restored from a checkpoint. Default:
+            :func:`make_optimizer` (``config.optimizer`` at ``config.lr``).
+        batches: the :class:`MiniBatches` to draw from, e.g. restored from a checkpoint (``seed``
+            is then unused). Default: a fresh ``MiniBatches(N, config.batch_size, seed)``.
+        start_step: optimizer steps already taken; training runs steps ``start_step + 1`` to
+            ``config.steps``, and ``losses`` holds those steps only. Default: 0.
+        autocast_dtype: run the forward passes under ``torch.autocast`` to this dtype
+            (``torch.bfloat16``, ``torch.float16``); the loss is computed in float32. None: no
+            autocast. Default: None.
+        scaler: a ``torch.amp.GradScaler`` for float16, which underflows without a scaled loss;
+            a non-finite gradient is then the scaler's to handle (it skips the step), not a
+            divergence. Default: None.
+        shard: maps each batch of indices (B,) to the part this process trains on (such as
+            :func:`~transformer_course.distributed.shard`). Default: None, the whole batch.
+        wrap: called once with the model on ``device``; the training forward passes go through
+            what it returns (such as ``DistributedDataParallel``), while clipping, the optimizer
+            and the evaluation use ``model`` itself. Default: None.
+        reduce_loss: turns this process's loss (a 0-d tensor) into the number recorded in
+            ``losses``, such as the mean over processes. Default: None, ``loss.item()``.
+        on_step: called as ``on_step(step, result)`` after every optimizer step, e.g. to save
+            a checkpoint. Default: None.
 
     Returns:
         A :class:`TrainResult`: accuracy history, losses, gradient norms, divergence, time.
 
     Examples:
+        >>> from transformer_course.models import RecurrentClassifier
         >>> from transformer_course.tasks import make_recall_data
         >>> data = make_recall_data(distance=2, num_train=64, num_test=32)
         >>> _ = torch.manual_seed(0)
@@ -338,138 +448,30 @@ def train(
         raise TypeError(f"config: expected a TrainConfig or None, got {type(config).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    _checks.int_at_least(start_step, "start_step", 0)
+    _check_autocast_dtype(autocast_dtype)
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer: expected a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
+        )
+    if batches is not None and not isinstance(batches, MiniBatches):
+        raise TypeError(f"batches: expected a MiniBatches or None, got {type(batches).__name__}")
     device = resolve_device(device)
     with _threads(num_threads), tqdm(
-        total=config.steps, desc=desc, leave=False, **_bar_switch(progress)
+        total=config.steps, initial=min(start_step, config.steps), desc=desc, leave=False,
+        **_bar_switch(progress),
     ) as bar:
-        return _train(model, data, config, seed, device, bar)
-
-
-# ---------------------------------------------------------------- models of the recall task
-
-
-class RecurrentClassifier(nn.Module):
-    """Token embedding, then ``torch.nn.RNN`` (tanh) or ``torch.nn.LSTM``, then a linear readout
-    of the last hidden state: the answer is read where the query token was read.
-
-    Args:
-        cell: ``"rnn"`` or ``"lstm"``.
-        hidden_size: H.
-        vocab_size: number of token ids. Default: ``tasks.VOCAB_SIZE`` (17).
-        embed_dim: width of the token vectors. Default: 16.
-        num_classes: C. Default: ``tasks.NUM_ANSWERS`` (8).
-
-    Shape:
-        input_ids (B, T) -> logits (B, C)
-
-    Examples:
-        >>> model = RecurrentClassifier("rnn", hidden_size=16)
-        >>> tuple(model(torch.zeros(2, 7, dtype=torch.long)).shape)
-        (2, 8)
-    """
-
-    def __init__(
-        self,
-        cell: str,
-        hidden_size: int,
-        vocab_size: int = VOCAB_SIZE,
-        embed_dim: int = 16,
-        num_classes: int = NUM_ANSWERS,
-    ) -> None:
-        super().__init__()
-        cells = {"rnn": nn.RNN, "lstm": nn.LSTM}
-        if cell not in cells:
-            raise ValueError(f"cell: expected one of {sorted(cells)}, got {cell!r}")
-        for value, name in ((hidden_size, "hidden_size"), (vocab_size, "vocab_size"),
-                            (embed_dim, "embed_dim"), (num_classes, "num_classes")):
-            _check_positive_int(value, name)
-        self.cell = cell
-        self.embedding = nn.Embedding(vocab_size, embed_dim)
-        self.recurrent = cells[cell](embed_dim, hidden_size, batch_first=True)
-        self.readout = nn.Linear(hidden_size, num_classes)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        states, _ = self.recurrent(self.embedding(input_ids))  # (B, T) -> (B, T, E) -> (B, T, H)
-        return self.readout(states[:, -1])  # the query position: (B, H) -> (B, C)
-
-
-class EncoderClassifier(nn.Module):
-    """Token embedding plus sinusoidal positions, our post-LN ``Encoder``, and a linear readout
-    at the last (query) position.
-
-    Args:
-        d_model: D. Default: 32.
-        num_heads: H. Default: 4.
-        num_layers: L. Default: 2.
-        d_ff: feed-forward width. Default: 4 D.
-        max_len: longest sequence accepted. Default: 512.
-        vocab_size, num_classes: as in :class:`RecurrentClassifier`.
-        norm_first: pre-LN instead of post-LN. Default: False.
-        residual: keep the residual connections. Default: True.
-        positional: ``"sinusoidal"``, ``"learned"`` or ``"none"`` (see
-            :class:`~transformer_course.embedding.InputEmbedding`). Default: ``"sinusoidal"``.
-
-    Shape:
-        input_ids (B, T), T <= max_len -> logits (B, C)
-
-    Examples:
-        >>> model = EncoderClassifier(d_model=8, num_heads=2, num_layers=1)
-        >>> tuple(model(torch.zeros(2, 7, dtype=torch.long)).shape)
-        (2, 8)
-    """
-
-    def __init__(
-        self,
-        d_model: int = 32,
-        num_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int | None = None,
-        max_len: int = 512,
-        vocab_size: int = VOCAB_SIZE,
-        num_classes: int = NUM_ANSWERS,
-        norm_first: bool = False,
-        residual: bool = True,
-        positional: str = "sinusoidal",
-    ) -> None:
-        super().__init__()
-        d_ff = 4 * d_model if d_ff is None else d_ff
-        self.embed = InputEmbedding(vocab_size, d_model, max_len, positional=positional)
-        self.encoder = Encoder(
-            num_layers, d_model, num_heads, d_ff, dropout=0.0, norm_first=norm_first, residual=residual
+        return _train(
+            model, data, config, seed, device, bar, optimizer=optimizer, batches=batches,
+            start_step=start_step, autocast_dtype=autocast_dtype, scaler=scaler, shard=shard,
+            wrap=wrap, reduce_loss=reduce_loss, on_step=on_step,
         )
-        self.readout = nn.Linear(d_model, num_classes)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.encoder(self.embed(input_ids))  # (B, T) -> (B, T, D) -> (B, T, D)
-        return self.readout(x[:, -1])  # the query position: (B, D) -> (B, C)
 
 
-MODEL_KINDS = ("rnn", "lstm", "encoder")
-# Fixed budgets of optimizer steps per distance (Adam, lr 3e-3, batch 64, clipping 1.0).
-STEPS = {"rnn": 400, "lstm": 400, "encoder": 100}
+# ---------------------------------------------------------------- the distance grid
 
 
-def make_recall_model(kind: str) -> nn.Module:
-    """One of the book's three models for the recall task, freshly initialised.
-
-    ``"rnn"``: tanh RNN, H = 64; ``"lstm"``: LSTM, H = 32 (both with 16-dimensional token
-    vectors); ``"encoder"``: post-LN encoder, D = 32, 4 heads, 2 layers, d_ff = 128. The
-    recurrent widths are kept small so that chapter 1's grid fits its time budget on two CPU
-    cores (an RNN's cost there is mostly its T sequential steps, so wider states would add
-    time without changing the lesson); they already reach 100 % at short distances. Seed the
-    global generator first for reproducible weights (:func:`run_distance_grid` does).
-
-    Examples:
-        >>> sum(p.numel() for p in make_recall_model("lstm").parameters())
-        6936
-    """
-    if kind == "rnn":
-        return RecurrentClassifier("rnn", hidden_size=64)
-    if kind == "lstm":
-        return RecurrentClassifier("lstm", hidden_size=32)
-    if kind == "encoder":
-        return EncoderClassifier(d_model=32, num_heads=4, num_layers=2)
-    raise ValueError(f"kind: expected one of {MODEL_KINDS}, got {kind!r}")
+STEPS = {"rnn": 400, "lstm": 400, "encoder": 100}  # optimizer steps per distance, with TrainConfig()
 
 
 @dataclass
@@ -507,8 +509,9 @@ def run_distance_grid(
     is called from, up to floating-point differences between machines.
 
     Args:
-        model: one of :data:`MODEL_KINDS` (built by :func:`make_recall_model`), or a function
-            that returns a fresh model.
+        model: one of :data:`~transformer_course.models.MODEL_KINDS` (built by
+            :func:`~transformer_course.models.make_recall_model`), or a function that returns a
+            fresh model.
         steps: optimizer steps per run. Default: ``STEPS[model]`` for a named model (required
             for a function).
         distances: the distances d. Default: :data:`~transformer_course.tasks.DISTANCES`.
@@ -541,7 +544,7 @@ def run_distance_grid(
         make_model = model
     else:
         raise TypeError(f"model: expected a model kind (str) or a function, got {type(model).__name__}")
-    _check_positive_int(steps, "steps")
+    _checks.positive_int(steps, "steps")
     distances, seeds = tuple(distances), tuple(seeds)
     if not distances or not seeds:
         raise ValueError("distances, seeds: expected at least one of each")
@@ -570,60 +573,3 @@ def run_distance_grid(
                 models[(distance, seed)] = net
                 accuracy[i, j] = run.final_accuracy
     return GridResult(distances, seeds, accuracy, runs, time.perf_counter() - start, models)
-
-
-# ---------------------------------------------------------------- the encoder-decoder bottleneck
-
-
-class StateBottleneck(nn.Module):
-    """An encoder-decoder whose only link is one vector: an LSTM reads the whole sequence, and a
-    linear decoder must rebuild every symbol from the LSTM's last hidden state alone.
-
-    This is the bottleneck of the RNN encoder-decoders that preceded the Transformer: however long
-    the input, the decoder sees ``hidden_size`` numbers.
-
-    Args:
-        length: T, the number of symbols to rebuild.
-        num_symbols: V. Default: 8.
-        hidden_size: H, the width of the one vector. Default: 32.
-        embed_dim: width of the symbol vectors. Default: 16.
-
-    Shape:
-        input_ids (B, T) -> logits (B, T, V)
-
-    Examples:
-        >>> model = StateBottleneck(length=5)
-        >>> tuple(model(torch.zeros(2, 5, dtype=torch.long)).shape)
-        (2, 5, 8)
-    """
-
-    def __init__(
-        self, length: int, num_symbols: int = NUM_ANSWERS, hidden_size: int = 32, embed_dim: int = 16
-    ) -> None:
-        super().__init__()
-        for value, name in ((length, "length"), (num_symbols, "num_symbols"),
-                            (hidden_size, "hidden_size"), (embed_dim, "embed_dim")):
-            _check_positive_int(value, name)
-        self.length, self.num_symbols = length, num_symbols
-        self.embedding = nn.Embedding(num_symbols, embed_dim)
-        self.encoder = nn.LSTM(embed_dim, hidden_size, batch_first=True)
-        self.decoder = nn.Linear(hidden_size, length * num_symbols)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if input_ids.ndim != 2 or input_ids.shape[1] != self.length:
-            raise ValueError(
-                f"input_ids: expected shape (B, T={self.length}), got {tuple(input_ids.shape)}"
-            )
-        _, (h_T, _) = self.encoder(self.embedding(input_ids))  # h_T: (1, B, H), the only link
-        logits = self.decoder(h_T[0])  # (B, H) -> (B, T * V)
-        return logits.view(-1, self.length, self.num_symbols)  # (B, T * V) -> (B, T, V)
-
-
-if __name__ == "__main__":
-    # `python -m transformer_course.train` (also under torchrun) runs this file a second time, as
-    # __main__, after the package has imported it as transformer_course.train. The command line
-    # lives in distributed.py, which uses only the package's copy: nothing defined in this one is
-    # used, so the two copies cannot disagree.
-    from transformer_course.distributed import main
-
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""Measurements behind "depth independent of length": how far a gradient has to travel.
+"""How gradients flow through an RNN and an encoder: autograd depth, gradient against position,
+and per-layer statistics of a deep stack.
 
 The lecture notes claim that, unlike an RNN, the number of layers between two positions of a
 Transformer does not grow with the sequence length, so gradients from a distant position do not
@@ -29,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import _check_positive_int
+from . import _checks
 from .encoder import Encoder
+from .models import RecallEncoderConfig, make_encoder
 
 __all__ = [
     "autograd_depth",
@@ -101,25 +103,26 @@ def autograd_depth(output: torch.Tensor, inputs: torch.Tensor) -> int:
 
 def build_model(
     model_kind: str,
-    d_model: int = 32,
-    num_layers: int = 2,
-    num_heads: int = 4,
+    d_model: int = RecallEncoderConfig.d_model,
+    num_layers: int = RecallEncoderConfig.num_layers,
+    num_heads: int = RecallEncoderConfig.num_heads,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
 ) -> nn.Module:
     """A freshly initialised RNN or encoder of width D, in eval mode, seeded.
 
     ``"rnn"`` is ``torch.nn.RNN(D, D, batch_first=True)`` (tanh, one layer, PyTorch's default
-    init: every weight uniform in ±1/√D); ``"encoder"`` is our post-LN
-    :class:`~transformer_course.encoder.Encoder` with d_ff = 4 D and dropout 0. The global
-    random state is left untouched.
+    init: every weight uniform in ±1/√D); ``"encoder"`` is the encoder stack of the recall
+    models (:func:`~transformer_course.models.make_encoder`: post-LN, d_ff = 4 D, no dropout)
+    at these sizes. The sizes default to :class:`~transformer_course.models.RecallEncoderConfig`,
+    the model chapter 5 trains. The global random state is left untouched.
 
     Args:
         model_kind: ``"rnn"`` or ``"encoder"``.
-        d_model: width D (the RNN's input and hidden size). Default: 32.
-        num_layers: the encoder's layers L. Default: 2. The RNN always has one layer: its
-            depth comes from time, which is the point of the comparison.
-        num_heads: the encoder's attention heads. Default: 4.
+        d_model: width D (the RNN's input and hidden size).
+        num_layers: the encoder's layers L. The RNN always has one layer: its depth comes from
+            time, which is the point of the comparison.
+        num_heads: the encoder's attention heads.
         seed: seed of the initial weights. Default: 0.
         dtype: parameter dtype. Default: ``torch.float64``.
 
@@ -131,11 +134,9 @@ def build_model(
         >>> tuple(model(torch.zeros(1, 5, 8, dtype=torch.float64)).shape)
         (1, 5, 8)
     """
-    if model_kind not in _MODEL_KINDS:
-        raise ValueError(f"model_kind: expected one of {_MODEL_KINDS}, got {model_kind!r}")
-    _check_positive_int(d_model, "d_model")
-    _check_positive_int(num_layers, "num_layers")
-    _check_positive_int(num_heads, "num_heads")
+    _checks.one_of(model_kind, _MODEL_KINDS, "model_kind")
+    # Checks every size, whichever model is built.
+    config = RecallEncoderConfig(d_model=d_model, num_heads=num_heads, num_layers=num_layers)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -145,7 +146,7 @@ def build_model(
         if model_kind == "rnn":
             model: nn.Module = nn.RNN(d_model, d_model, batch_first=True)
         else:
-            model = Encoder(num_layers, d_model, num_heads, 4 * d_model, dropout=0.0)
+            model = make_encoder(config)
     return model.to(dtype).eval()
 
 
@@ -262,7 +263,7 @@ def input_gradient_log10_norms(
         ((1, 10), True)
     """
     _check_gradient_inputs(model, x, w)
-    _check_positive_int(chunk_length, "chunk_length")
+    _checks.positive_int(chunk_length, "chunk_length")
     with torch.enable_grad():
         if isinstance(model, nn.RNN):
             return _rnn_log10_norms(model, x, w, chunk_length).detach()
@@ -280,9 +281,9 @@ def gradient_vs_position(
     model_kind: str,
     T: int,
     seed: int = 0,
-    d_model: int = 32,
-    num_layers: int = 2,
-    num_heads: int = 4,
+    d_model: int = RecallEncoderConfig.d_model,
+    num_layers: int = RecallEncoderConfig.num_layers,
+    num_heads: int = RecallEncoderConfig.num_heads,
 ) -> torch.Tensor:
     """One seeded measurement of log10 ‖∂loss/∂x_t‖ for every position t (entry 0: position 0).
 
@@ -304,7 +305,7 @@ def gradient_vs_position(
         >>> tuple(log_norms.shape)
         (16,)
     """
-    _check_positive_int(T, "T")
+    _checks.positive_int(T, "T")
     model = build_model(model_kind, d_model, num_layers, num_heads, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(1, T, d_model, generator=generator, dtype=torch.float64)  # (1, T, D)
@@ -325,7 +326,7 @@ def format_power_of_ten(log10_value: float, digits: int = 3) -> str:
         log10_value = log10_value.item()
     if isinstance(log10_value, bool) or not isinstance(log10_value, (int, float)):
         raise TypeError(f"log10_value: expected a real number, got {type(log10_value).__name__}")
-    _check_positive_int(digits, "digits")
+    _checks.positive_int(digits, "digits")
     if math.isinf(log10_value) and log10_value < 0:
         return "0"
     if not math.isfinite(log10_value):
@@ -372,8 +373,8 @@ class LayerStatistics:
 
 def layer_statistics(model: nn.Module, input_ids: torch.Tensor, targets: torch.Tensor) -> LayerStatistics:
     """Gradients per layer and the spread of positions, for a model built like
-    :class:`~transformer_course.train.EncoderClassifier` (``embed``, ``encoder``, ``readout``
-    at the last position).
+    :class:`~transformer_course.models.EncoderClassifier` (``embedding``, ``encoder``,
+    ``readout`` at the last position).
 
     One forward and one backward pass of the mean cross-entropy on the batch; the model's
     parameter gradients are cleared afterwards.
@@ -381,9 +382,9 @@ def layer_statistics(model: nn.Module, input_ids: torch.Tensor, targets: torch.T
     Shape:
         input_ids: (B, T) ids; targets: (B,) classes.
     """
-    for name in ("embed", "encoder", "readout"):
+    for name in ("embedding", "encoder", "readout"):
         if not isinstance(getattr(model, name, None), nn.Module):
-            raise TypeError(f"model: expected a module with .embed, .encoder and .readout, got "
+            raise TypeError(f"model: expected a module with .embedding, .encoder and .readout, got "
                             f"{type(model).__name__} without .{name}")
     if not isinstance(model.encoder, Encoder):
         raise TypeError(f"model.encoder: expected an encoder.Encoder, got {type(model.encoder).__name__}")
@@ -394,7 +395,7 @@ def layer_statistics(model: nn.Module, input_ids: torch.Tensor, targets: torch.T
         )
     model.zero_grad(set_to_none=True)
     layer_inputs = []
-    x = model.embed(input_ids)  # (B, T) -> (B, T, D)
+    x = model.embedding(input_ids)  # (B, T) -> (B, T, D)
     spread = [position_spread(x)]
     for layer in model.encoder.layers:
         x.retain_grad()  # keep ∂loss/∂x for this intermediate tensor

@@ -1,0 +1,182 @@
+"""Checkpoints of a training run: one ``safetensors`` file that lets the run continue exactly.
+
+The file is written beside its final name and renamed onto it, so an interruption never leaves
+half a file. It holds the tensors
+
+- ``model.<name>``: the weights, as in ``model.state_dict()``;
+- ``optimizer.<i>.<name>``: the optimizer's per-parameter state (e.g. Adam's moments and step
+  count) of parameter i;
+- ``batches.generator`` and ``batches.order``: the state of the
+  :class:`~transformer_course.training.MiniBatches` (its generator and the current pass's order);
+- ``history.losses`` and ``history.grad_norms``: every step so far, float64;
+
+and its header's metadata holds ``format`` (:data:`CHECKPOINT_FORMAT`) and a JSON string
+``state`` with the step, the settings that define the run, the optimizer's hyperparameters and
+non-tensor state, the batch position and the fp16 gradient scaler.
+
+That is all a resumed run needs: the command line (:mod:`~transformer_course.cli`) re-makes the
+data from the seed, and its model has no dropout, so no other random number is drawn after
+initialisation. A run of N steps interrupted after step k and resumed ends with the same
+weights, bit for bit on the CPU, as the uninterrupted run. A checkpoint does not depend on the
+number of processes: a run saved by 2 processes can be resumed by 1 or 4, since every process
+draws the same global batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .training import MiniBatches
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "transformer_course.checkpoint/1"  # the "format" entry of a checkpoint's metadata
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: MiniBatches,
+    step: int,
+    history: Mapping[str, Sequence[float]],
+    run: Mapping[str, object],
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Write everything a run needs to continue after ``step`` to one safetensors file.
+
+    The layout is described in this module's docstring. The file is written next to ``path``
+    and renamed onto it, so ``path`` always holds a whole checkpoint.
+
+    Args:
+        path: the ``.safetensors`` file to write (its folder is created).
+        model: the bare model (not the DDP wrapper, whose names carry a ``module.`` prefix).
+        optimizer: its optimizer.
+        batches: the :class:`~transformer_course.training.MiniBatches` the run draws from.
+        step: the number of optimizer steps taken.
+        history: ``{"losses": [...], "grad_norms": [...]}``, one entry per step so far.
+        run: the settings that define the run (JSON-serialisable), checked on resume.
+        scaler: the fp16 gradient scaler, if any.
+
+    Examples:
+        >>> import tempfile
+        >>> model = nn.Linear(3, 2)
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> batches = MiniBatches(num_examples=8, batch_size=4, seed=0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "run.safetensors"
+        ...     save_checkpoint(path, model, optimizer, batches, step=0,
+        ...                     history={"losses": [], "grad_norms": []}, run={"seed": 0})
+        ...     copy = nn.Linear(3, 2)
+        ...     saved = load_checkpoint(path, copy, run={"seed": 0})
+        >>> saved["step"], torch.equal(copy.weight, model.weight)
+        (0, True)
+    """
+    tensors = {f"model.{name}": value.detach() for name, value in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    scalars: dict[str, dict[str, object]] = {}  # non-tensor per-parameter state, if an optimizer has any
+    for index, per_param in optimizer_state["state"].items():
+        for name, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.detach()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    batch_state = batches.state_dict()
+    tensors["batches.generator"] = batch_state["generator"]
+    tensors["batches.order"] = batch_state["order"]
+    for name in ("losses", "grad_norms"):
+        tensors[f"history.{name}"] = torch.tensor(list(history[name]), dtype=torch.float64)
+    # safetensors stores each tensor by itself: contiguous CPU copies (a clone also breaks any
+    # storage sharing between the tensors, which save_file refuses).
+    tensors = {name: value.to("cpu", copy=True).contiguous() for name, value in tensors.items()}
+    state = {
+        "step": step,
+        "run": dict(run),
+        "batches_position": int(batch_state["position"]),
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": scalars},
+        "scaler": None if scaler is None else scaler.state_dict(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, partial, metadata={"format": CHECKPOINT_FORMAT, "state": json.dumps(state)})
+    os.replace(partial, path)  # atomic on one file system
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    batches: MiniBatches | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    run: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """Restore a :func:`save_checkpoint` file into ``model`` (and whichever of the rest is given).
+
+    Args:
+        path: the checkpoint file.
+        model: the bare model; its weights are replaced (on the model's device).
+        optimizer, batches, scaler: restored too when given. Build the optimizer on the model
+            once the model is on its device: its state is moved to its parameters' device.
+        run: if given, the settings of the run that will continue; a ValueError names every
+            setting that differs from the checkpoint's.
+
+    Returns:
+        ``{"step": int, "run": dict, "losses": list[float], "grad_norms": list[float]}``.
+
+    Examples:
+        See :func:`save_checkpoint`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}")
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata() or {}
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint: {str(path)!r} is not a checkpoint of this trainer (format "
+            f"{metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    state = json.loads(metadata["state"])
+    if run is not None:
+        differ = [f"{key}={state['run'].get(key)!r} (now {run.get(key)!r})"
+                  for key in sorted(set(run) | set(state["run"])) if state["run"].get(key) != run.get(key)]
+        if differ:
+            raise ValueError(
+                f"checkpoint: {str(path)!r} belongs to another run; it was written with "
+                + ", ".join(differ)
+            )
+    tensors = load_file(path)
+    model.load_state_dict({name[len("model."):]: value for name, value in tensors.items()
+                           if name.startswith("model.")})
+    if optimizer is not None:
+        per_param: dict[int, dict[str, object]] = {}
+        for name, value in tensors.items():
+            if name.startswith("optimizer."):
+                _, index, key = name.split(".", 2)
+                per_param.setdefault(int(index), {})[key] = value
+        for index, values in state["optimizer"]["scalars"].items():
+            per_param.setdefault(int(index), {}).update(values)
+        # Moves the moments to the parameters' device and dtype itself.
+        optimizer.load_state_dict({"state": per_param, "param_groups": state["optimizer"]["param_groups"]})
+    if batches is not None:
+        batches.load_state_dict({"generator": tensors["batches.generator"], "order": tensors["batches.order"],
+                                 "position": torch.tensor(state["batches_position"])})
+    if scaler is not None:
+        if state["scaler"] is None:
+            raise ValueError(f"checkpoint: {str(path)!r} has no fp16 gradient scaler to restore")
+        scaler.load_state_dict(state["scaler"])
+    return {
+        "step": state["step"],
+        "run": state["run"],
+        "losses": tensors["history.losses"].tolist(),
+        "grad_norms": tensors["history.grad_norms"].tolist(),
+    }
