@@ -296,13 +296,13 @@ def torch_encoder_like(ours: Encoder) -> nn.TransformerEncoder:
 class EmbeddingsThenTorchEncoder(nn.Module):
     """Our BERT embeddings feeding a ``torch.nn.TransformerEncoder`` with the same weights as ours."""
 
-    def __init__(self, embeddings: nn.Module, encoder: nn.TransformerEncoder) -> None:
+    def __init__(self, embedding: nn.Module, encoder: nn.TransformerEncoder) -> None:
         super().__init__()
-        self.embeddings = embeddings
+        self.embedding = embedding
         self.encoder = encoder
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        x = self.embeddings(input_ids)  # (B, T) -> (B, T, D)
+        x = self.embedding(input_ids)  # (B, T) -> (B, T, D)
         return self.encoder(x, src_key_padding_mask=to_torch_key_padding_mask(attention_mask))
 
 
@@ -455,7 +455,7 @@ def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args)
     hf = BertModel.from_pretrained(str(find_model_dir()), add_pooling_layer=False).to(device).eval()
     attn_implementation = hf.config._attn_implementation
     explicit = copy.deepcopy(fused)
-    torch_stack = EmbeddingsThenTorchEncoder(copy.deepcopy(fused.embeddings),
+    torch_stack = EmbeddingsThenTorchEncoder(copy.deepcopy(fused.embedding),
                                              torch_encoder_like(fused.encoder)).to(device).eval()
 
     gen = torch.Generator().manual_seed(1)
