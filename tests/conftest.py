@@ -108,3 +108,53 @@ def ax():
     fig, axes = plt.subplots()
     yield axes
     plt.close(fig)
+
+
+def solution_namespace(chapter: str, label: str) -> dict:
+    """Run the instructor's solution of exercise ``label`` and return the names it defines.
+
+    The solution is the code between the ``{solution-start} label`` and ``{solution-end}`` cells
+    of ``chapters/<chapter>.ipynb``; it runs with the imports every chapter has (math, numpy as
+    np, torch, torch.nn as nn and the package's modules), so exercise functions must not rely on
+    other variables of the chapter.
+    """
+    import importlib
+    import json
+    import math
+
+    import numpy as np
+
+    root = Path(__file__).resolve().parents[1]
+    cells = json.loads((root / "chapters" / f"{chapter}.ipynb").read_text(encoding="utf-8"))["cells"]
+    namespace: dict = {"math": math, "np": np, "torch": torch, "nn": torch.nn}
+    for module in ("attention", "embedding", "encoder", "positional", "rnn", "tasks", "tokenization"):
+        namespace[module] = importlib.import_module(f"transformer_course.{module}")
+    inside, found = False, False
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and "{solution-start}" in source:
+            inside = f"{{solution-start}} {label}" in source
+            continue
+        if cell["cell_type"] == "markdown" and "{solution-end}" in source:
+            inside = False
+            continue
+        if inside and cell["cell_type"] == "code":
+            exec(compile(source, f"{chapter}:{label}", "exec"), namespace)  # noqa: S102
+            found = True
+    if not found:
+        raise LookupError(f"{chapter}: no solution code for exercise {label!r}")
+    return namespace
+
+
+def exercise_stub(*args, **kwargs):
+    """What `make student` leaves of an exercise: a body that raises NotImplementedError."""
+    raise NotImplementedError("write this function")
+
+
+def assert_not_yet_hiding(verdict, forbidden) -> None:
+    """A "not yet" verdict with a hint that shows none of the ``forbidden`` numbers."""
+    assert verdict.status == "not yet", verdict
+    assert verdict.hint
+    for value in forbidden:
+        for text in (repr(value), f"{value:.3g}", f"{value:.4f}", f"{value:.6f}"):
+            assert text not in verdict.hint, f"the hint gives away {text}: {verdict.hint}"

@@ -219,11 +219,11 @@ def solution_cell_ids(notebook: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_chapter_has_two_exercises_each_with_a_hidden_solution(chapter):
+def test_chapter_has_three_exercises_each_with_a_hidden_solution(chapter):
     needs_build()
     html = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
     exercises = re.findall(r'<div class="exercise admonition" id="([^"]+)"', html)
-    assert len(exercises) >= 2, f"{chapter}: {len(exercises)} exercise(s), expected at least 2"
+    assert len(exercises) >= 3, f"{chapter}: {len(exercises)} exercises, expected at least 3"
     # sphinx-exercise titles each solution "Solution to <a href="#label">Exercise n</a>".
     solutions = re.findall(
         r'<div class="solution ([^"]*)"[^>]*>\s*<p class="admonition-title">Solution to'
@@ -236,20 +236,60 @@ def test_chapter_has_two_exercises_each_with_a_hidden_solution(chapter):
     assert len(hidden) == len(solutions), f"{chapter}: solutions shown open: {solutions}"
 
 
+def exercise_solutions(cells: list[dict]) -> list[dict]:
+    """Each exercise's solution: its label, its code cells (none for a worked answer in Markdown)
+    and the cell that follows it."""
+    blocks, current = [], None
+    for i, cell in enumerate(cells):
+        source = "".join(cell["source"])
+        after = cells[i + 1] if i + 1 < len(cells) else None
+        if cell["cell_type"] == "markdown" and (start := re.search(r"\{solution-start\}\s+(\S+)", source)):
+            current = {"label": start.group(1), "code": [], "after": None}
+        elif cell["cell_type"] == "markdown" and (whole := re.search(r"\{solution\}\s+(\S+)", source)):
+            blocks.append({"label": whole.group(1), "code": [], "after": after})
+        elif current is not None and cell["cell_type"] == "code":
+            current["code"].append(source)
+        elif current is not None and "{solution-end}" in source:
+            current["after"] = after
+            blocks.append(current)
+            current = None
+    return blocks
+
+
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_every_solution_is_followed_by_a_check_cell(chapter):
-    """After each solution comes a code cell a learner runs on their answer: it must assert."""
+def test_exercises_are_coding_with_a_checker_or_conceptual_with_a_worked_answer(chapter):
     cells = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))["cells"]
-    in_solution = set(solution_cell_ids({"cells": cells}))
-    ends = [i for i, cell in enumerate(cells) if cell["id"] in in_solution
-            and (i + 1 == len(cells) or cells[i + 1]["id"] not in in_solution)]
-    assert ends, f"{chapter}: no exercise solution found"
-    for i in ends:
-        check = cells[i + 1] if i + 1 < len(cells) else None
-        assert check is not None and check["cell_type"] == "code", (
-            f"{chapter}: the solution ending at cell {cells[i]['id']} has no check cell after it"
+    blocks = exercise_solutions(cells)
+    coding = [block for block in blocks if block["code"]]
+    assert coding, f"{chapter}: no coding exercise"
+    assert len(coding) < len(blocks), f"{chapter}: no conceptual question with a worked answer"
+    for block in coding:
+        label = block["label"]
+        assert any("### BEGIN SOLUTION" in code for code in block["code"]), (
+            f"{chapter}: {label}: its solution has no BEGIN SOLUTION region for make student to strip"
         )
-        assert "assert" in "".join(check["source"]), f"{chapter}: check cell {check['id']} asserts nothing"
+        check = block["after"]
+        assert check is not None and check["cell_type"] == "code", f"{chapter}: {label}: no check cell"
+        lines = [line for line in "".join(check["source"]).splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        # The check cell hands the student's objects to the checker; it computes and shows nothing.
+        assert lines and all(line.startswith(f'exercises.check("{label}"') for line in lines), (
+            f"{chapter}: {label}: the check cell does more than call exercises.check: {lines}"
+        )
+        shown = "".join("".join(output.get("text", "")) for output in check.get("outputs", []))
+        assert shown.strip() == f"{label}: correct", f"{chapter}: {label}: stored verdict {shown!r}"
+
+
+@pytest.mark.parametrize("chapter", numbered_chapters())
+def test_numbered_chapter_page_offers_its_student_notebook(chapter):
+    needs_build()
+    page = HTML / f"{chapter}.html"
+    match = re.search(r'<a [^>]*href="([^"]+)"[^>]*>Student notebook</a>', page.read_text(encoding="utf-8"))
+    assert match, f"{chapter}.html has no student-notebook link"
+    student = (page.parent / match.group(1)).resolve()
+    assert student.is_file() and student.name == Path(chapter).name + ".ipynb"
+    code = "".join("".join(c["source"]) for c in json.loads(student.read_text(encoding="utf-8"))["cells"])
+    assert "raise NotImplementedError" in code and "### BEGIN SOLUTION" not in code
 
 
 @pytest.mark.parametrize("chapter", toc_chapters())

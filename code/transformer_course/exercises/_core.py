@@ -1,0 +1,105 @@
+"""The machinery of the exercise checks: a registry, the verdicts, and helpers checkers share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+_CHECKERS: dict[str, Callable[..., None]] = {}
+
+STATUSES = ("correct", "not yet", "not attempted yet")
+
+
+class NotYet(Exception):
+    """Raised by a checker when the answer is wrong; its message is the hint shown to the student."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check: ``status`` is one of :data:`STATUSES`; ``hint`` explains "not yet"."""
+
+    exercise: str
+    status: str
+    hint: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+    def __str__(self) -> str:
+        return f"{self.exercise}: {self.status}" + (f" - {self.hint}" if self.hint else "")
+
+
+def checker(exercise: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register the decorated function as the checker of ``exercise``.
+
+    A checker receives the student's answers, returns None when they are right and raises
+    :class:`NotYet` with a hint when they are not. It must test cases the chapter does not show.
+    """
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        if exercise in _CHECKERS:
+            raise ValueError(f"exercise {exercise!r} has two checkers")
+        _CHECKERS[exercise] = fn
+        return fn
+
+    return register
+
+
+def exercise_ids() -> list[str]:
+    """Every exercise that has a checker, sorted."""
+    return sorted(_CHECKERS)
+
+
+def evaluate(exercise: str, *answers: object) -> Verdict:
+    """Run the checker of ``exercise`` on ``answers`` and return its :class:`Verdict` (no printing)."""
+    if exercise not in _CHECKERS:
+        raise ValueError(f"exercise: expected one of {exercise_ids()}, got {exercise!r}")
+    if any(answer is ... for answer in answers):
+        return Verdict(exercise, "not attempted yet")
+    try:
+        _CHECKERS[exercise](*answers)
+    except NotImplementedError:
+        return Verdict(exercise, "not attempted yet")
+    except NotYet as wrong:
+        return Verdict(exercise, "not yet", str(wrong))
+    except Exception as error:  # the student's code failed: say how, without a traceback
+        return Verdict(exercise, "not yet", f"your code raised {type(error).__name__}: {error}")
+    return Verdict(exercise, "correct")
+
+
+def check(exercise: str, *answers: object) -> None:
+    """Check the student's ``answers`` to ``exercise`` and print the verdict in one line."""
+    print(evaluate(exercise, *answers))
+
+
+# ---------------------------------------------------------------- helpers for the checkers
+
+
+def expect(condition: bool, hint: str) -> None:
+    """Raise :class:`NotYet` with ``hint`` unless ``condition`` holds."""
+    if not condition:
+        raise NotYet(hint)
+
+
+def expect_close(actual: object, expected: object, hint: str, atol: float = 1e-6, rtol: float = 1e-5) -> None:
+    """Raise :class:`NotYet` with ``hint`` unless ``actual`` has the shape and values of ``expected``.
+
+    Tensors, NumPy arrays and numbers are compared elementwise (the shape first, with its own hint).
+    """
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            raise NotYet(f"expected a torch.Tensor, got {type(actual).__name__}")
+        if tuple(actual.shape) != tuple(expected.shape):
+            raise NotYet(f"expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+        ok = torch.allclose(actual.detach().to(expected.dtype), expected, atol=atol, rtol=rtol)
+    else:
+        actual_array, expected_array = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+        if actual_array.shape != expected_array.shape:
+            raise NotYet(f"expected shape {expected_array.shape}, got {actual_array.shape}")
+        ok = bool(np.allclose(actual_array, expected_array, atol=atol, rtol=rtol))
+    if not ok:
+        raise NotYet(hint)

@@ -1,0 +1,58 @@
+"""The exercise checks themselves: verdicts, and one checker for every check cell of the book."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from transformer_course.exercises import check, evaluate, exercise_ids
+from transformer_course.exercises._core import NotYet, checker
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK = re.compile(r'^exercises\.check\("([^"]+)"', re.M)
+
+
+def checked_labels() -> list[str]:
+    labels = []
+    for path in sorted((ROOT / "chapters").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                labels += CHECK.findall("".join(cell["source"]))
+    return labels
+
+
+def test_every_check_cell_has_a_checker_and_every_checker_a_check_cell():
+    labels = checked_labels()
+    assert len(labels) == len(set(labels)), "an exercise is checked twice"
+    assert sorted(labels) == exercise_ids()
+
+
+def test_verdicts_never_end_in_a_traceback(capsys):
+    @checker("test-only-square")
+    def _square(fn):
+        if fn(3) != 9:
+            raise NotYet("square the number")
+
+    def stub(x):
+        raise NotImplementedError()
+
+    assert evaluate("test-only-square", lambda x: x * x).correct
+    assert evaluate("test-only-square", stub).status == "not attempted yet"
+    assert evaluate("test-only-square", ...).status == "not attempted yet"
+    wrong = evaluate("test-only-square", lambda x: 2 * x)
+    assert (wrong.status, wrong.hint) == ("not yet", "square the number")
+    crashed = evaluate("test-only-square", lambda x: x.shape)
+    assert crashed.status == "not yet" and crashed.hint.startswith("your code raised AttributeError")
+    check("test-only-square", lambda x: 2 * x)
+    assert capsys.readouterr().out == "test-only-square: not yet - square the number\n"
+    from transformer_course.exercises import _core
+
+    del _core._CHECKERS["test-only-square"]
+
+
+def test_an_unknown_exercise_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"exercise: expected one of .*'ch9-nothing'"):
+        evaluate("ch9-nothing", None)

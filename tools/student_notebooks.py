@@ -1,0 +1,100 @@
+"""Write the student notebooks: every numbered chapter with its exercise solutions taken out.
+
+In the instructor notebooks (``chapters/NN_*.ipynb``) each coding exercise is a function whose
+body holds the solution between ``### BEGIN SOLUTION`` and ``### END SOLUTION``. nbgrader's
+``ClearSolutions`` preprocessor replaces each such region with a stub that raises
+``NotImplementedError``, so the student's notebook defines the same functions, runs top to
+bottom, and its check cells answer "not attempted yet" until the student writes the bodies.
+The student notebook also drops every stored output (the student runs the cells) and the
+Markdown solutions of the conceptual questions, which are worked answers. Nothing else changes.
+
+Usage: python tools/student_notebooks.py --out _build/student [--html _build/html]
+(--html also copies them into the built book, where each chapter page links to its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import ClearOutputPreprocessor
+from nbgrader.preprocessors import ClearSolutions
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "slides"))
+from build_decks import toc_chapters  # noqa: E402  (one list of chapters: _toc.yml's)
+
+NUMBERED = re.compile(r"chapters/\d\d_")
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+def numbered_chapters() -> list[str]:
+    """The numbered chapters of _toc.yml (the appendices have no exercises), e.g. 'chapters/01_x'."""
+    return [chapter for chapter in toc_chapters() if NUMBERED.match(chapter)]
+
+
+def _markdown_solution_ids(notebook: nbformat.NotebookNode) -> set[str]:
+    """Markdown cells of a worked answer: a ``{solution}`` directive cell, or Markdown cells
+    between ``{solution-start}`` and ``{solution-end}`` (the directive cells themselves stay, so
+    the page structure is the same)."""
+    ids, inside = set(), False
+    for cell in notebook.cells:
+        source = cell.source if cell.cell_type == "markdown" else ""
+        if "{solution-start}" in source:
+            inside = True
+            continue
+        if "{solution-end}" in source:
+            inside = False
+            continue
+        if cell.cell_type == "markdown" and (inside or re.search(r"^`{3,}\{solution\}", source, re.M)):
+            ids.add(cell.id)
+    return ids
+
+
+def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The student notebook of one instructor notebook (a new object; the input is unchanged)."""
+    notebook = nbformat.from_dict(notebook)  # a deep copy
+    hidden = _markdown_solution_ids(notebook)
+    inside = False
+    for cell in notebook.cells:
+        source = cell.source
+        inside = (inside or "{solution-start}" in source) and "{solution-end}" not in source
+        if inside and cell.cell_type == "code" and SOLUTION_MARKERS[0] not in source:
+            raise ValueError(f"cell {cell.id}: a code cell of a solution without {SOLUTION_MARKERS[0]!r}")
+    for cell in notebook.cells:
+        if cell.id in hidden:
+            cell.source = "*(The worked answer is in the book, under this exercise.)*"
+    clear = ClearSolutions(enforce_metadata=False)
+    clear.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("write this function")'}
+    notebook, _ = clear.preprocess(notebook, {"language": "python"})
+    notebook, _ = ClearOutputPreprocessor().preprocess(notebook, {})
+    return notebook
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "_build" / "student")
+    parser.add_argument("--html", type=Path, default=None, help="the built book, to copy them into")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for chapter in numbered_chapters():
+        source = ROOT / f"{chapter}.ipynb"
+        student = student_version(nbformat.read(source, as_version=4))
+        leftover = [m for cell in student.cells for m in SOLUTION_MARKERS if m in cell.source]
+        if leftover:
+            raise SystemExit(f"{source}: solution markers left after stripping: {leftover}")
+        target = args.out / source.name
+        nbformat.write(student, target)
+        print(f"student notebook: {target}")
+        if args.html is not None:
+            (args.html / "student").mkdir(parents=True, exist_ok=True)
+            shutil.copy(target, args.html / "student" / source.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
