@@ -19,6 +19,7 @@
 #                               ClearSolutions for make student), redone when that file changes
 #   node_modules/.stamp-npm-ci  npm ci, redone when package.json or package-lock.json changes
 #   _assets/mathjax/            copy of node_modules/mathjax/es5 that the book serves itself
+#   _assets/plotly/             copy of node_modules/plotly.js-dist-min (chapter 4's explorer)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -39,6 +40,7 @@ MODEL_STAMP := $(VENV)/.stamp-model
 TOOLS_STAMP := $(VENV)/.stamp-tools
 NPM_STAMP := node_modules/.stamp-npm-ci
 MATHJAX := _assets/mathjax/tex-chtml.js
+PLOTLY := _assets/plotly/plotly.min.js
 
 BUILD_DIR := _build
 HTML_DIR := $(BUILD_DIR)/html
@@ -87,7 +89,7 @@ $(TOOLS_STAMP): requirements-tools.txt | $(REQ_STAMP)
 	$(PIP) install --no-deps -r requirements-tools.txt
 	touch $@
 
-assets: $(MATHJAX)
+assets: $(MATHJAX) $(PLOTLY)
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -98,6 +100,12 @@ $(MATHJAX): $(NPM_STAMP)
 	rm -rf _assets/mathjax
 	mkdir -p _assets
 	cp -R node_modules/mathjax/es5 _assets/mathjax
+	touch $@
+
+# plotly.js draws chapter 4's attention explorer; the book and the decks load it from here.
+$(PLOTLY): $(NPM_STAMP)
+	mkdir -p _assets/plotly
+	cp node_modules/plotly.js-dist-min/plotly.min.js node_modules/plotly.js-dist-min/LICENSE _assets/plotly/
 	touch $@
 
 # ---------------------------------------------------------------- the book

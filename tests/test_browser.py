@@ -324,3 +324,111 @@ def test_chapter_page_links_to_its_deck_and_notebook(chapter, browser, base_url)
     assert ["Slides for this chapter", deck_url] in hrefs, f"{chapter}.html: no link to {deck_url}"
     notebook_url = base_url + f"_sources/{chapter}.ipynb"
     assert notebook_url in [href for _, href in hrefs], f"{chapter}.html: no link to its .ipynb"
+
+
+# ---------------------------------------------------------------- chapter 4's attention explorer
+
+EXPLORER_PAGES = [name for name in PAGES if "attention-explorer" in (HTML / name).read_text(encoding="utf-8")]
+
+_EXPLORER_CHOOSE = """
+var [sentence, layer, head, query, key, done] = arguments;
+var root = document.querySelector('.attention-explorer');
+var deadline = Date.now() + 30000;
+(function wait() {
+  if (root.dataset.ready !== 'true') {
+    if (Date.now() > deadline) return done({error: root.innerText});
+    return setTimeout(wait, 100);
+  }
+  if (window.Reveal) {  // bring the explorer's slide on screen, as a presenter would
+    var slide = root.closest('section');
+    var indices = window.Reveal.getIndices(slide);
+    window.Reveal.slide(indices.h, indices.v);
+  }
+  var menus = {};
+  root.querySelectorAll('select').forEach(function (s) { menus[s.dataset.role] = s; });
+  menus.sentence.value = String(sentence); menus.layer.value = String(layer); menus.head.value = String(head);
+  menus.head.dispatchEvent(new Event('change'));
+  var plot = root.querySelector('.attention-explorer-plot');
+  Plotly.Fx.hover(plot, {xval: key, yval: query});
+  setTimeout(function () {
+    var label = plot.querySelector('.hovertext');
+    done({row: plot.data[0].z[query], hover: label ? label.textContent : null,
+          title: plot.layout.title.text, kib: root.outerHTML.length / 1024});
+  }, 300);
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from transformer_course import pretrained
+
+    return pretrained.load_minilm(device="cpu")
+
+
+def test_the_explorer_is_in_the_chapter_and_its_deck():
+    if not PAGES:
+        pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first")
+    expected = ["chapters/04_self_attention.html", "slides/04_self_attention.slides.html"]
+    assert sorted(EXPLORER_PAGES) == expected
+
+
+@pytest.mark.parametrize("name", EXPLORER_PAGES or ["<not built>"])
+@pytest.mark.parametrize("head", [1, "all"])
+def test_explorer_shows_the_weights_the_package_computes(name, head, browser, base_url, minilm, capsys):
+    if not EXPLORER_PAGES:
+        pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first")
+    import torch
+
+    tokenizer, model = minilm
+    browser.get(base_url + name)
+    data = browser.execute_script(
+        "return JSON.parse(document.querySelector('.attention-explorer-data').textContent)")
+    sentence, layer = 1, 3  # the notes' "... too tired" sentence, the fourth layer
+    tokens = data["sentences"][sentence]["tokens"]
+    query, key = tokens.index("it"), tokens.index("animal")
+    shown = browser.execute_async_script(_EXPLORER_CHOOSE, sentence, layer, head, query, key)
+    assert "error" not in shown, shown
+    ids = torch.tensor([tokenizer.encode(data["sentences"][sentence]["name"])])
+    assert tokenizer.convert_ids_to_tokens(ids[0].tolist()) == tokens
+    with torch.no_grad():
+        _, weights = model(ids, return_attention=True)  # L tensors (1, H, T, T)
+    per_head = weights[layer][0, :, query]  # (H, T): where "it" looks, head by head
+    expected = per_head.mean(0) if head == "all" else per_head[head]
+    row = torch.tensor(shown["row"], dtype=torch.float64)
+    assert torch.allclose(row, expected.double(), atol=1e-6, rtol=0), (row - expected).abs().max()
+    assert f"from it to animal: {expected[key].item():.4f}" in shown["hover"]
+    assert shown["title"].startswith(f"layer {layer + 1}, ")
+    assert shown["kib"] < 1024, f"the explorer weighs {shown['kib']:.0f} KiB"
+    with capsys.disabled():
+        print(f"\n{name}: the attention explorer weighs {shown['kib']:.0f} KiB (data and script)")
+
+
+def test_explorer_finds_plotly_where_jupyterlab_serves_the_repository(browser, tmp_path):
+    # JupyterLab started by `make lab` at the repository's root serves its files under /files/;
+    # an output there has no ../_static/ next to it, so the view falls back to that path.
+    import torch
+
+    from transformer_course.explorer import AttentionExplorer
+
+    plotly = ROOT / "_assets" / "plotly" / "plotly.min.js"
+    if not plotly.is_file():
+        pytest.skip("plotly.js is not in _assets/plotly (run make)")
+    (tmp_path / "files" / "_assets" / "plotly").mkdir(parents=True)
+    shutil.copy(plotly, tmp_path / "files" / "_assets" / "plotly" / "plotly.min.js")
+    weights = torch.softmax(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    view = AttentionExplorer([["the", "cat", "sat", "."]], [weights])
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "notebook.html").write_text(f"<html><body>{view._repr_html_()}</body></html>")
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://{LOCAL_HOST}:{server.server_address[1]}/lab/notebook.html")
+        shown = browser.execute_async_script(_EXPLORER_CHOOSE, 0, 1, 2, 1, 0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "error" not in shown, shown
+    row = torch.tensor(shown["row"], dtype=torch.float64)
+    assert torch.allclose(row, weights[1, 2, 1].double(), atol=1e-6)  # layer 2, head 3, query "cat"
