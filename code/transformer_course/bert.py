@@ -16,19 +16,29 @@ Masks: True / 1 = may attend.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
+    # bar; silencing it keeps outputs the same whether or not ipywidgets is installed.
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
 
 from . import _checks
 from .embedding import TokenEmbedding
 from .encoder import Encoder
 from .positional import LearnedPositionalEncoding
 from .tokenization import WordPieceTokenizer
+from .tokenization.basic import _check_texts, pad_batch
 
 __all__ = [
     "BertStyleConfig", "BertStyleEmbeddings", "PretrainedEncoder", "mean_pool", "embed_sentences",
@@ -37,6 +47,9 @@ __all__ = [
 
 # sentence-transformers runs all-MiniLM-L6-v2 on at most 256 tokens (sentence_bert_config.json).
 SENTENCE_MAX_LENGTH = 256
+
+_EMBED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # embed_sentences' autocast choices
+_PROGRESS_MIN_BATCHES = 4  # embed_sentences(progress=None) shows a bar above this many batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,12 +286,30 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return total / count
 
 
-@torch.no_grad()
+def _progress_bar_switch(progress: bool | None, num_batches: int) -> dict[str, bool]:
+    """tqdm's ``disable`` argument, given only to turn the bar off, so ``TQDM_DISABLE=1`` still can."""
+    if progress is not None:
+        _checks.boolean(progress, "progress")
+    on = num_batches > _PROGRESS_MIN_BATCHES if progress is None else progress
+    return {} if on else {"disable": True}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; None or float32: no change."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def embed_sentences(
     tokenizer: WordPieceTokenizer,
     model: PretrainedEncoder,
     texts: Sequence[str],
     max_length: int = SENTENCE_MAX_LENGTH,
+    *,
+    batch_size: int = 32,
+    dtype: torch.dtype | None = None,
+    progress: bool | None = None,
 ) -> torch.Tensor:
     """One unit-length vector per sentence, as sentence-transformers computes for all-MiniLM-L6-v2.
 
@@ -286,27 +317,68 @@ def embed_sentences(
     encoder without gradients, mean-pool over real tokens, then L2-normalize: the cosine
     similarity of two sentences is the dot product of their vectors.
 
+    Many texts are run ``batch_size`` at a time, longest first, as sentence-transformers'
+    ``encode`` does (it sorts by characters, we by tokens): sorting puts texts of similar length
+    in one batch, so little of each batch is padding (one batch of 1,000 sentences padded to the
+    longest spends most of its time on [PAD]). The vectors come back in the order of ``texts``.
+
     Args:
         tokenizer: the model's tokenizer.
         model: the encoder.
-        texts: N strings.
+        texts: N strings (one string: N = 1).
         max_length: truncate each text to this many tokens. Default: 256.
+        batch_size: texts per forward pass. Default: 32.
+        dtype: run the encoder under ``torch.autocast`` to this dtype (``torch.bfloat16``, or
+            ``torch.float16``); None or ``torch.float32``: full precision. The vectors are float32
+            either way. Default: None.
+        progress: show a tqdm progress bar over the batches; None: only when there are more
+            than 4 batches. ``TQDM_DISABLE=1`` turns it off in any case. Default: None.
 
     Shape:
-        Returns (N, D) on the model's device, each row of norm 1.
+        Returns (N, D) float32 on the model's device, each row of norm 1, row i for ``texts[i]``.
 
     Examples:
         >>> specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         >>> tokenizer = WordPieceTokenizer(specials + ["a", "cat", "sat", "."])
         >>> config = BertStyleConfig(vocab_size=9, max_len=8, d_model=4, num_layers=1, num_heads=2, d_ff=8)
-        >>> vectors = embed_sentences(tokenizer, PretrainedEncoder(config).eval(), ["A cat sat.", "A cat."])
+        >>> model = PretrainedEncoder(config).eval()
+        >>> vectors = embed_sentences(tokenizer, model, ["A cat sat.", "A cat."])
         >>> tuple(vectors.shape), torch.allclose(vectors.norm(dim=-1), torch.ones(2))
         ((2, 4), True)
+
+        Batched and sorted by length, each text still gets its own vector in its own place:
+
+        >>> texts = ["A cat.", "A cat sat a cat.", "Cat."]
+        >>> alone = torch.cat([embed_sentences(tokenizer, model, [t]) for t in texts])
+        >>> torch.allclose(embed_sentences(tokenizer, model, texts, batch_size=2), alone, atol=1e-6)
+        True
     """
-    batch = tokenizer(texts, max_length=max_length)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a PretrainedEncoder, got {type(model).__name__}")
+    texts = _check_texts(texts)
+    _checks.positive_int(batch_size, "batch_size")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: expected None or a torch.dtype, got {type(dtype).__name__}")
+    if dtype is not None and dtype not in _EMBED_DTYPES:
+        raise ValueError(
+            f"dtype: expected None, torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}"
+        )
+    ids = [tokenizer.encode(text, max_length=max_length) for text in texts]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first; stable for ties
+    starts = range(0, len(order), batch_size)
     device = next(model.parameters()).device
-    input_ids = batch["input_ids"].to(device)
-    attention_mask = batch["attention_mask"].to(device)
-    hidden = model(input_ids, attention_mask)  # (N, T) -> (N, T, D)
-    pooled = mean_pool(hidden, attention_mask)  # (N, T, D) -> (N, D)
-    return torch.nn.functional.normalize(pooled, p=2, dim=-1)  # each row scaled to norm 1
+    vectors = torch.empty(len(ids), model.config.d_model, device=device)  # (N, D), filled in input order
+    with torch.no_grad(), tqdm(
+        total=len(ids), desc="embedding", unit="text", **_progress_bar_switch(progress, len(starts))
+    ) as bar:
+        for start in starts:
+            rows = order[start : start + batch_size]
+            batch = pad_batch([ids[i] for i in rows], tokenizer.pad_id)
+            input_ids = batch["input_ids"].to(device)
+            attention_mask = batch["attention_mask"].to(device)
+            with _autocast(device, dtype):
+                hidden = model(input_ids, attention_mask)  # (B, T) -> (B, T, D)
+            pooled = mean_pool(hidden.float(), attention_mask)  # (B, T, D) -> (B, D), in float32
+            vectors[rows] = torch.nn.functional.normalize(pooled, p=2, dim=-1)  # rows scaled to norm 1
+            bar.update(len(rows))
+    return vectors

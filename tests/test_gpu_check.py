@@ -1,0 +1,37 @@
+"""make gpu-check: one command for everything that needs CUDA, and a clear refusal without it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from gpu_check import steps  # noqa: E402
+
+
+def test_the_check_covers_gpu_tests_every_chapter_and_the_cuda_benchmark(tmp_path):
+    from build_decks import toc_chapters
+
+    plan = {name: command for name, command, _ in steps(tmp_path)}
+    tests, chapters, bench = plan.values()
+    assert tests[1:5] == ["-m", "pytest", "-m", "gpu"]
+    assert "--nbval-lax" in chapters and [c for c in chapters if c.endswith(".ipynb")] == [
+        f"{chapter}.ipynb" for chapter in toc_chapters()
+    ]
+    assert bench[1:4] == ["benchmarks/bench_encoder.py", "--device", "cuda"]
+    assert sum(limit for _, _, limit in steps(tmp_path)) <= 600
+
+
+@pytest.mark.slow  # starts a Python process
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
+def test_without_cuda_it_says_so_and_runs_nothing(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "no CUDA device" in run.stderr and "Nothing was run" in run.stderr
+    assert not list(tmp_path.iterdir())
