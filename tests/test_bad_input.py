@@ -8,6 +8,7 @@ from torch import nn
 
 from transformer_course import runtime
 from transformer_course.attention import MultiHeadAttention, scaled_dot_product_attention
+from transformer_course.decoder import Decoder, DecoderLayer
 from transformer_course.embedding import InputEmbedding, TokenEmbedding
 from transformer_course.encoder import Encoder, EncoderLayer, FeedForward
 from transformer_course.positional import SinusoidalPositionalEncoding, sinusoidal_encoding
@@ -15,6 +16,8 @@ from transformer_course.positional import SinusoidalPositionalEncoding, sinusoid
 mha = MultiHeadAttention(8, 2)
 encoder = Encoder(1, 8, 2, 16)
 x = torch.randn(2, 5, 8)
+decoder = Decoder(1, 8, 2, 16)
+target = torch.randn(2, 3, 8)  # decoder input (B, Tq=3, D); its memory is x (B, Tk=5, D)
 
 # (call, expected exception, regex the message must match: argument name and shapes/dtypes)
 BAD_CALLS = {
@@ -85,6 +88,39 @@ BAD_CALLS = {
         lambda: Encoder.from_torch(nn.TransformerEncoder(
             nn.TransformerEncoderLayer(8, 2, 16), 1, enable_nested_tensor=False)),
         ValueError, r"batch_first=True"),
+    "decoder input of rank 2": (lambda: decoder(torch.randn(3, 8), x), ValueError,
+                                r"x: expected shape \(B, Tq, D=8\), got \(3, 8\)"),
+    "decoder memory of wrong width": (lambda: decoder(target, torch.randn(2, 5, 6)), ValueError,
+                                      r"memory: expected shape \(B, Tk, D=8\), got \(2, 5, 6\)"),
+    "decoder memory of another batch size": (
+        lambda: decoder(target, torch.randn(3, 5, 8)), ValueError,
+        r"x and memory: .*batch size B.*\(2, 3, 8\).*\(3, 5, 8\)"),
+    "decoder given ids instead of vectors": (
+        lambda: decoder(torch.ones(2, 3, 8, dtype=torch.long), x), TypeError,
+        r"x: expected a floating-point tensor, got torch.int64"),
+    "decoder memory of ids": (lambda: decoder(target, torch.ones(2, 5, 8, dtype=torch.long)), TypeError,
+                              r"memory: expected a floating-point tensor, got torch.int64"),
+    "decoder float memory mask": (lambda: decoder(target, x, torch.ones(2, 5)), TypeError,
+                                  r"memory_mask: .*torch.bool.*torch.float32"),
+    "decoder memory mask over the target length": (
+        lambda: decoder(target, x, torch.ones(2, 3, dtype=torch.bool)), ValueError,
+        r"memory_mask: .*\(B, Tk\) = \(2, 5\), got \(2, 3\)"),
+    "decoder non-binary memory mask": (lambda: decoder(target, x, torch.full((2, 5), 2)), ValueError,
+                                       r"memory_mask: .*only 0 and 1"),
+    "decoder causal not a bool": (lambda: decoder(target, x, causal=1), TypeError,
+                                  r"causal: expected a bool, got int"),
+    "decoder input and memory of different dtypes": (
+        lambda: decoder(target, x.double()), TypeError,
+        r"x and memory: expected the same dtype.*torch.float32.*torch.float64"),
+    "decoder layer from a non-torch layer": (lambda: DecoderLayer.from_torch(nn.Linear(2, 2)), TypeError,
+                                             r"torch_layer: .*TransformerDecoderLayer, got Linear"),
+    "decoder from a non-torch stack": (lambda: Decoder.from_torch(nn.Linear(2, 2)), TypeError,
+                                       r"torch_decoder: .*TransformerDecoder, got Linear"),
+    "decoder from a sequence-first torch stack": (
+        lambda: Decoder.from_torch(nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 1)),
+        ValueError, r"torch_(layer|decoder): expected batch_first=True"),
+    "decoder d_model not divisible by heads": (lambda: Decoder(1, 10, 3, 16), ValueError,
+                                               r"d_model \(10\).*num_heads \(3\)"),
     "attention dropout out of range": (lambda: MultiHeadAttention(8, 2, dropout=1.5), ValueError,
                                        r"dropout: .*1.5"),
     "seed of wrong type": (lambda: runtime.setup(seed="0"), TypeError, r"seed: expected an int"),

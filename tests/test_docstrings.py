@@ -12,7 +12,7 @@ import inspect
 import pytest
 
 TAUGHT_MODULES = (
-    "attention", "encoder", "positional", "embedding",
+    "attention", "encoder", "decoder", "positional", "embedding",
     "tokenization.basic", "tokenization.wordpiece", "tokenization.bpe",
 )
 

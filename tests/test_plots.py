@@ -67,6 +67,32 @@ def test_encoder_stack_needs_axes():
     plt.close("all")
 
 
+# ------------------------------------------------------------------------------ encoder-decoder diagram
+
+
+def test_encoder_decoder_has_both_stacks_and_cross_attention(ax):
+    plots.draw_encoder_decoder(ax, num_layers=2, title="two stacks")
+    texts = _texts(ax)
+    assert texts.count("2×") == 2 and ax.get_title() == "two stacks"
+    assert texts.count("Add & norm") == 5  # 2 sub-layers in the encoder, 3 in the decoder
+    assert texts.count("Embedding + positions") == 2
+    position = {t.get_text(): t.get_position() for t in ax.texts}
+    cross = position["Cross-attention\n(K, V: encoder)"]
+    masked = position["Masked self-attention\n(no look-ahead)"]
+    encoder_attention = position["Self-attention"]
+    assert encoder_attention[0] < cross[0]  # encoder on the left, decoder on the right
+    assert masked[1] < cross[1] < position["Linear + softmax"][1]  # bottom to top in the decoder
+    assert not ax.axison
+
+
+@pytest.mark.parametrize(("num_layers", "error"), [(0, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_encoder_decoder_rejects_bad_arguments(ax, num_layers, error):
+    with pytest.raises(error, match="num_layers"):
+        plots.draw_encoder_decoder(ax, num_layers=num_layers)
+    with pytest.raises(TypeError, match="ax"):
+        plots.draw_encoder_decoder("not axes")
+
+
 # ------------------------------------------------------------------------------ log10 curves
 
 

@@ -2,6 +2,8 @@
 
 - :func:`draw_encoder_stack`: the encoder diagram (input embedding + positional encoding, then
   N × [multi-head self-attention, add & norm, feed-forward, add & norm], then the outputs).
+- :func:`draw_encoder_decoder`: the 2017 Transformer's two stacks side by side, with the arrow
+  that carries the encoder's output into every decoder layer's cross-attention.
 - :func:`draw_norm_placement`: one encoder layer drawn post-LN (2017, BERT) or pre-LN, to put
   the two placements of layer norm side by side.
 - :func:`plot_log10_curves`: curves whose values are already log10 (such as gradients far below
@@ -27,7 +29,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 __all__ = [
-    "draw_encoder_stack", "draw_norm_placement", "plot_log10_curves",
+    "draw_encoder_stack", "draw_encoder_decoder", "draw_norm_placement", "plot_log10_curves",
     "attention_heatmap", "attention_row_bars", "COLORS",
 ]
 
@@ -39,6 +41,8 @@ COLORS = {
     "norm": "#f3efa1",  # add & norm
     "feed_forward": "#bfe3f3",  # position-wise feed-forward
     "layer": "#f2f2f2",  # the frame of one encoder layer
+    "cross_attention": "#f7b58a",  # the decoder's attention to the encoder's output
+    "output": "#cfe8c9",  # linear + softmax over the vocabulary
     "edge": "#333333",
 }
 
@@ -183,6 +187,106 @@ def draw_encoder_stack(
 
     ax.set_xlim(-0.1, 11.2)
     ax.set_ylim(0, y_out + 1.0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title is not None:
+        ax.set_title(title, fontsize=13)
+    return ax
+
+
+def draw_encoder_decoder(ax: Axes, num_layers: int | None = None, title: str | None = None) -> Axes:
+    """Draw the encoder-decoder of "Attention Is All You Need" (Figure 1): two stacks side by side.
+
+    Left, the encoder (as in :func:`draw_encoder_stack`, without the residual lines). Right, the
+    decoder: its input is the output written so far, shifted right by a start token; each of its
+    layers has masked self-attention, then **cross-attention** whose queries come from the
+    decoder and whose keys and values are the encoder's output (the thick arrow), then the
+    feed-forward network, each followed by add & norm; a linear map and a softmax turn the last
+    vectors into probabilities of the next token.
+
+    Args:
+        ax: the matplotlib Axes to draw on (its axis lines are hidden).
+        num_layers: the L of "L×" next to both stacks; ``None`` writes "N×".
+        title: optional title of the Axes.
+
+    Returns:
+        ``ax``.
+
+    Examples:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> texts = [t.get_text() for t in draw_encoder_decoder(ax, num_layers=2).texts]
+        >>> "Cross-attention\\n(K, V: encoder)" in texts, texts.count("2×")
+        (True, 2)
+        >>> plt.close(fig)
+    """
+    _check_axes(ax)
+    if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int)):
+        raise TypeError(f"num_layers: expected a positive int or None, got {type(num_layers).__name__}")
+    if num_layers is not None and num_layers <= 0:
+        raise ValueError(f"num_layers: expected a positive int or None, got {num_layers}")
+    label = "N×" if num_layers is None else f"{num_layers}×"
+    w, h, hn = 4.0, 0.9, 0.6  # box width, box height, add & norm height
+    xe, xd = 1.0, 7.6  # left edges of the encoder and decoder columns
+    ce, cd = xe + w / 2, xd + w / 2  # their centre lines
+
+    def column_input(x: float, c: float, text: str, embedding: str) -> None:
+        ax.text(c, 0.2, text, ha="center", va="bottom", fontsize=11, style="italic")
+        _arrow(ax, (c, 0.65), (c, 1.2))
+        _box(ax, x, 1.2, w, h, embedding, COLORS["embedding"])
+        _arrow(ax, (c, 1.2 + h), (c, 3.0))
+
+    def frame(x: float, y0: float, y1: float, side: str) -> None:
+        ax.add_patch(FancyBboxPatch((x - 0.5, y0), w + 1.0, y1 - y0,
+                                    boxstyle="round,pad=0.05,rounding_size=0.3",
+                                    facecolor=COLORS["layer"], edgecolor=COLORS["edge"], linewidth=1.6))
+        x_label, ha = (x - 0.7, "right") if side == "left" else (x + w + 0.7, "left")
+        ax.text(x_label, (y0 + y1) / 2, label, ha=ha, va="center", fontsize=16, fontweight="bold")
+
+    def stack(x: float, c: float, boxes: list[tuple[str, str]], y: float) -> float:
+        """Boxes bottom to top from y, each followed by add & norm; returns the top."""
+        for text, color in boxes:
+            _box(ax, x, y, w, h, text, COLORS[color])
+            _arrow(ax, (c, y + h), (c, y + h + 0.3))
+            _box(ax, x, y + h + 0.3, w, hn, "Add & norm", COLORS["norm"])
+            y += h + 0.3 + hn
+            _arrow(ax, (c, y), (c, y + 0.35))
+            y += 0.35
+        return y
+
+    step = h + 0.3 + hn + 0.35  # height of one sub-layer with its add & norm and arrows
+    encoder_boxes = [("Self-attention", "attention"), ("Feed-forward", "feed_forward")]
+    decoder_boxes = [("Masked self-attention\n(no look-ahead)", "attention"),
+                     ("Cross-attention\n(K, V: encoder)", "cross_attention"),
+                     ("Feed-forward", "feed_forward")]
+
+    # Encoder, left.
+    column_input(xe, ce, "source tokens", "Embedding + positions")
+    frame(xe, 2.8, 3.0 + len(encoder_boxes) * step - 0.15, "left")
+    top_e = stack(xe, ce, encoder_boxes, 3.0)
+
+    # Decoder, right.
+    column_input(xd, cd, "output so far, shifted right", "Embedding + positions")
+    frame(xd, 2.8, 3.0 + len(decoder_boxes) * step - 0.15, "right")
+    top_d = stack(xd, cd, decoder_boxes, 3.0)
+    _box(ax, xd, top_d, w, h, "Linear + softmax", COLORS["output"])
+    _arrow(ax, (cd, top_d + h), (cd, top_d + h + 0.4))
+    ax.text(cd, top_d + h + 0.45, "probabilities of the next token", ha="center", va="bottom",
+            fontsize=11, style="italic")
+
+    # The encoder's output feeds the cross-attention of every decoder layer (the thick line).
+    y_cross = 3.0 + step + h / 2  # middle of the cross-attention box
+    y_turn, x_turn = top_e + 0.4, (xe + w + xd) / 2
+    ax.plot([ce, ce, x_turn, x_turn], [top_e - 0.35, y_turn, y_turn, y_cross],
+            color=COLORS["edge"], linewidth=3)
+    _arrow(ax, (x_turn, y_cross), (xd, y_cross), linewidth=3)
+    ax.text(ce - 0.2, y_turn + 0.15, "encoder output: one vector\nper source token", ha="center",
+            va="bottom", fontsize=11, style="italic")
+
+    ax.set_xlim(-0.6, 14.6)
+    ax.set_ylim(0, top_d + h + 1.4)
     ax.set_aspect("equal")
     ax.axis("off")
     if title is not None:

@@ -8,6 +8,8 @@ Two tasks, both small enough to train on a laptop CPU in seconds:
   back the answer lies, so accuracy against ``d`` measures how far a model's memory reaches.
 - **copy through one state** (chapter 1): reproduce every symbol of a sequence; used to show that
   a single fixed-size vector must carry the whole input in an RNN encoder-decoder.
+- **copy of any length** (chapter 6, :class:`CopyTask`): the same copy, with a new length drawn
+  for every batch, for the sequence-to-sequence models of :mod:`~transformer_course.seq2seq`.
 
 Everything chapter 5 needs to re-create chapter 1's runs is a constant here: the vocabulary,
 :data:`DISTANCES`, :data:`CHANCE` and the default sizes of :class:`RecallTask`.
@@ -41,6 +43,9 @@ __all__ = [
     "SplitData",
     "make_recall_data",
     "make_copy_data",
+    "COPY_SYMBOLS",
+    "START",
+    "CopyTask",
 ]
 
 NUM_ANSWERS = 8  # symbols the answer s is drawn from (ids 0 .. 7)
@@ -220,3 +225,103 @@ def make_copy_data(
 
     inputs = _distinct_rows(draw, total, torch.Generator().manual_seed(seed))  # (N, T)
     return _split(inputs, inputs.clone(), num_train)
+
+
+COPY_SYMBOLS = 10  # chapter 6's copy task: symbols 0 .. 9
+START = COPY_SYMBOLS  # id 10: the decoder's first input, "start writing"
+
+
+class CopyTask:
+    """Chapter 6's copy task: read n symbols, write the same n symbols, for any n up to a maximum.
+
+    With ``reverse=True`` the symbols are to be written in the reverse order (:meth:`target`).
+
+    Training draws a fresh batch at every step: one length n, uniform in 1 .. ``max_length``, for
+    the whole batch (so there is no padding), and n uniform symbols per row. The test sets are
+    fixed: ``num_test`` distinct sequences at each length of ``test_lengths``, drawn from ``seed``;
+    a training row equal to a test sequence is drawn again, so that a test sequence is never seen
+    in training.
+
+    Ids: the symbols are 0 .. ``num_symbols`` - 1; the decoder's start token is ``num_symbols``
+    (:data:`START` for the default 10 symbols).
+
+    Args:
+        max_length: the longest n trained on. Default: 40.
+        test_lengths: the lengths scored. Default: (5, 10, 20, 40).
+        num_test: test sequences per length. Default: 500.
+        num_symbols: V, the alphabet. Default: :data:`COPY_SYMBOLS` (10).
+        seed: seeds the test sets. Default: 0.
+        reverse: ask for the source reversed instead of copied. Default: False.
+
+    Shape:
+        ``test_sets[n]``: (num_test, n) int64; :meth:`batch`: (B, n) int64.
+
+    Examples:
+        >>> task = CopyTask(max_length=8, test_lengths=(4, 8), num_test=20)
+        >>> tuple(task.test_sets[8].shape), task.start
+        ((20, 8), 10)
+        >>> batch = task.batch(batch_size=3, generator=torch.Generator().manual_seed(0))
+        >>> batch.shape[0], 1 <= batch.shape[1] <= 8
+        (3, True)
+    """
+
+    def __init__(
+        self,
+        max_length: int = 40,
+        test_lengths: tuple[int, ...] = (5, 10, 20, 40),
+        num_test: int = 500,
+        num_symbols: int = COPY_SYMBOLS,
+        seed: int = 0,
+        reverse: bool = False,
+    ) -> None:
+        _checks.positive_int(max_length, "max_length")
+        _checks.boolean(reverse, "reverse")
+        _checks.int_at_least(num_symbols, "num_symbols", 2)
+        _checks.positive_int(num_test, "num_test")
+        _checks.int_at_least(seed, "seed", 0)
+        if not test_lengths or any(
+            isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_length for n in test_lengths
+        ):
+            raise ValueError(
+                f"test_lengths: expected lengths in 1 .. max_length={max_length}, got {test_lengths!r}"
+            )
+        self.max_length, self.num_symbols, self.start = max_length, num_symbols, num_symbols
+        self.test_lengths, self.reverse = tuple(test_lengths), reverse
+        generator = torch.Generator().manual_seed(seed)
+        self.test_sets: dict[int, torch.Tensor] = {}
+        for n in self.test_lengths:
+            if num_test > num_symbols**n // 2:  # keep most sequences of length n for training
+                raise ValueError(
+                    f"num_test: {num_test} test sequences of length {n} would leave too few of the "
+                    f"{num_symbols**n} possible ones for training"
+                )
+
+            def draw(count: int, gen: torch.Generator, n: int = n) -> torch.Tensor:
+                return torch.randint(0, num_symbols, (count, n), generator=gen)  # (count, n)
+
+            self.test_sets[n] = _distinct_rows(draw, num_test, generator)  # (num_test, n)
+
+    def target(self, source: torch.Tensor) -> torch.Tensor:
+        """What the model must write for ``source``: the source itself, or reversed.
+
+        Shape:
+            (B, n) -> (B, n)
+        """
+        return source.flip(1) if self.reverse else source
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """A training batch: one length n for all rows, none of them a test sequence.
+
+        Shape:
+            (batch_size, n) int64 symbols, 1 <= n <= max_length.
+        """
+        _checks.positive_int(batch_size, "batch_size")
+        n = int(torch.randint(1, self.max_length + 1, (), generator=generator))
+        rows = torch.randint(0, self.num_symbols, (batch_size, n), generator=generator)  # (B, n)
+        test = self.test_sets.get(n)
+        while test is not None:
+            seen = (rows[:, None, :] == test[None, :, :]).all(-1).any(-1)  # (B,): row is a test sequence
+            if not seen.any():
+                break
+            rows[seen] = torch.randint(0, self.num_symbols, (int(seen.sum()), n), generator=generator)
+        return rows

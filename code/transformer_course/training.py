@@ -56,6 +56,7 @@ __all__ = [
     "MiniBatches",
     "make_optimizer",
     "evaluate",
+    "warmup_cosine",
     "train",
     "STEPS",
     "GridResult",
@@ -283,6 +284,35 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(model.parameters(), lr=config.lr)
 
 
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """A learning-rate schedule for :func:`train`: a linear warm-up over the first ``warmup``
+    steps, then a cosine decay that reaches 0 at step ``total``.
+
+    Adam's first steps rest on poor estimates of the gradient's scale; rising from a small
+    learning rate lets them settle, and decaying at the end lets the weights settle too.
+
+    Returns:
+        ``factor(step)`` for steps 1 .. ``total``: step / warmup during the warm-up, then
+        (1 + cos(pi (step - warmup) / (total - warmup))) / 2.
+
+    Examples:
+        >>> factor = warmup_cosine(warmup=10, total=110)
+        >>> [round(factor(step), 2) for step in (1, 10, 60, 110)]
+        [0.1, 1.0, 0.5, 0.0]
+    """
+    _checks.int_at_least(warmup, "warmup", 0)
+    _checks.positive_int(total, "total")
+    if warmup >= total:
+        raise ValueError(f"warmup: expected fewer warm-up steps than total={total}, got {warmup}")
+
+    def factor(step: int) -> float:
+        if step <= warmup:
+            return step / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    return factor
+
+
 def _train(
     model: nn.Module,
     data: SplitData,
@@ -300,26 +330,40 @@ def _train(
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     reduce_loss: Callable[[torch.Tensor], float] | None = None,
     on_step: Callable[[int, TrainResult], None] | None = None,
+    batch_fn: Callable[[int], tuple[torch.Tensor | tuple[torch.Tensor, ...], torch.Tensor]] | None = None,
+    score_fn: Callable[[nn.Module], float] | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> TrainResult:
     """The loop of :func:`train` (arguments checked there); ``bar`` is a tqdm bar advanced by one
     per step."""
     model.to(device).train()
     optimizer = make_optimizer(model, config) if optimizer is None else optimizer
     forward = model if wrap is None else wrap(model)  # e.g. DistributedDataParallel(model)
-    train_inputs, train_targets = data.train_inputs.to(device), data.train_targets.to(device)
-    batches = MiniBatches(len(train_inputs), config.batch_size, seed) if batches is None else batches
+    if batch_fn is None:
+        train_inputs, train_targets = data.train_inputs.to(device), data.train_targets.to(device)
+        batches = MiniBatches(len(train_inputs), config.batch_size, seed) if batches is None else batches
+    if score_fn is None:
+        def score_fn(model: nn.Module) -> float:
+            return evaluate(model, data.test_inputs, data.test_targets, autocast_dtype=autocast_dtype)
     clip = math.inf if config.clip_norm is None else config.clip_norm
     result = TrainResult()
     start = time.perf_counter()
     for step in range(start_step + 1, config.steps + 1):
-        index = next(batches)  # (B,) indices into the training set
-        if shard is not None:
-            index = shard(index)  # (B,) -> (B / W,): this process's part of the global batch
-        index = index.to(device)
+        if batch_fn is None:
+            index = next(batches)  # (B,) indices into the training set
+            if shard is not None:
+                index = shard(index)  # (B,) -> (B / W,): this process's part of the global batch
+            index = index.to(device)
+            inputs, targets = train_inputs[index], train_targets[index]
+        else:  # a batch the caller draws, e.g. a new length every step; inputs may be a tuple
+            inputs, targets = batch_fn(step)
+            inputs = tuple(t.to(device) for t in inputs) if isinstance(inputs, tuple) else inputs.to(device)
+            targets = targets.to(device)
         with _autocast(device, autocast_dtype):
-            logits = forward(train_inputs[index])  # (B, T) -> (B, C), or (B, T, C)
+            # (B, T) -> (B, C), or (B, T, C); several inputs are passed as several arguments
+            logits = forward(*inputs) if isinstance(inputs, tuple) else forward(inputs)
         # The loss in float32 whatever the autocast dtype (.float() is a no-op in float32).
-        loss, _ = _loss_and_correct(logits.float(), train_targets[index])
+        loss, _ = _loss_and_correct(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:
             loss.backward()
@@ -334,6 +378,9 @@ def _train(
         if not math.isfinite(result.losses[-1]) or (scaler is None and not math.isfinite(grad_norm)):
             result.diverged = True  # a NaN step would poison every weight: stop here
             break
+        if lr_schedule is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_schedule(step)
         if scaler is None:
             optimizer.step()
         else:
@@ -342,16 +389,12 @@ def _train(
         bar.update(1)
         if step % config.eval_every == 0 and step < config.steps:
             result.eval_steps.append(step)
-            result.test_accuracy.append(
-                evaluate(model, data.test_inputs, data.test_targets, autocast_dtype=autocast_dtype)
-            )
+            result.test_accuracy.append(score_fn(model))
         if on_step is not None:
             on_step(step, result)
     if not result.diverged:  # the accuracy at the end, also when there was no step left to take
         result.eval_steps.append(start_step + len(result.losses))
-        result.test_accuracy.append(
-            evaluate(model, data.test_inputs, data.test_targets, autocast_dtype=autocast_dtype)
-        )
+        result.test_accuracy.append(score_fn(model))
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
@@ -376,6 +419,9 @@ def train(
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     reduce_loss: Callable[[torch.Tensor], float] | None = None,
     on_step: Callable[[int, TrainResult], None] | None = None,
+    batch_fn: Callable[[int], tuple[torch.Tensor | tuple[torch.Tensor, ...], torch.Tensor]] | None = None,
+    score_fn: Callable[[nn.Module], float] | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train_*`` for ``config.steps`` steps, scoring ``data.test_*``.
 
@@ -426,6 +472,17 @@ def train(
             ``losses``, such as the mean over processes. Default: None, ``loss.item()``.
         on_step: called as ``on_step(step, result)`` after every optimizer step, e.g. to save
             a checkpoint. Default: None.
+        batch_fn: called as ``batch_fn(step)``, returns that step's ``(inputs, targets)``, for
+            tasks whose batches are drawn as training goes (chapter 6's copy task: a new length
+            every step). ``inputs`` may be a tuple of tensors, passed to the model as separate
+            arguments (a source and a decoder input). ``data`` may then be None, and ``batches``
+            and ``shard`` are not used. Default: None, mini-batches of ``data.train_*``.
+        score_fn: called as ``score_fn(model)`` where the test accuracy is measured; returns the
+            number recorded in ``test_accuracy``. Default: None, :func:`evaluate` on
+            ``data.test_*``.
+        lr_schedule: called as ``lr_schedule(step)`` before every optimizer step; the learning
+            rate of that step is ``config.lr`` times what it returns (e.g.
+            :func:`warmup_cosine`). Default: None, a constant ``config.lr``.
 
     Returns:
         A :class:`TrainResult`: accuracy history, losses, gradient norms, divergence, time.
@@ -441,8 +498,16 @@ def train(
         ([2, 3], 3)
     """
     _check_model(model)
-    if not isinstance(data, SplitData):
-        raise TypeError(f"data: expected a tasks.SplitData, got {type(data).__name__}")
+    for hook, name in ((batch_fn, "batch_fn"), (score_fn, "score_fn"), (lr_schedule, "lr_schedule")):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{name}: expected a callable or None, got {type(hook).__name__}")
+    if not isinstance(data, SplitData) and not (data is None and batch_fn and score_fn):
+        raise TypeError(
+            f"data: expected a tasks.SplitData (or None with both batch_fn and score_fn), "
+            f"got {type(data).__name__}"
+        )
+    if batch_fn is not None and (batches is not None or shard is not None):
+        raise ValueError("batch_fn: draws every batch itself; do not pass batches or shard with it")
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected a TrainConfig or None, got {type(config).__name__}")
@@ -464,7 +529,8 @@ def train(
         return _train(
             model, data, config, seed, device, bar, optimizer=optimizer, batches=batches,
             start_step=start_step, autocast_dtype=autocast_dtype, scaler=scaler, shard=shard,
-            wrap=wrap, reduce_loss=reduce_loss, on_step=on_step,
+            wrap=wrap, reduce_loss=reduce_loss, on_step=on_step, batch_fn=batch_fn, score_fn=score_fn,
+            lr_schedule=lr_schedule,
         )
 
 

@@ -13,7 +13,7 @@ implementation, and prints one line:
   notebook (its body raises ``NotImplementedError``, or the answer is ``...``).
 
 A check never ends in a traceback: an exception raised by the student's code becomes a "not
-yet" naming it. The checkers live in one module per chapter (``ch1`` ... ``ch5``) and register
+yet" naming it. The checkers live in one module per chapter (``ch1`` ... ``ch6``) and register
 themselves with :func:`~transformer_course.exercises._core.checker`; :func:`evaluate` returns
 the verdict without printing it, for tests.
 
@@ -24,7 +24,7 @@ Examples:
     ch4-attention: not attempted yet
 """
 
-from . import ch1, ch2, ch3, ch4, ch5  # noqa: F401  (each registers its checkers)
+from . import ch1, ch2, ch3, ch4, ch5, ch6  # noqa: F401  (each registers its checkers)
 from ._core import Verdict, check, evaluate, exercise_ids
 
 __all__ = ["Verdict", "check", "evaluate", "exercise_ids"]

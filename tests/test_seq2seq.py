@@ -1,0 +1,316 @@
+"""seq2seq, CopyTask and the training hooks they use: chapter 6's sequence-to-sequence models."""
+
+from __future__ import annotations
+
+import json
+import math
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from transformer_course import seq2seq, tasks, training
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "chapters" / "data" / "seq2seq_variants.json"
+
+
+def _small_task(**kwargs) -> tasks.CopyTask:
+    return tasks.CopyTask(max_length=8, test_lengths=(4, 8), num_test=30, **kwargs)
+
+
+# ---------------------------------------------------------------- the task
+
+
+def test_copy_task_test_sets_are_distinct_and_never_drawn_for_training():
+    task = tasks.CopyTask(max_length=5, test_lengths=(3, 5), num_test=400)  # 400 of the 1000 3-symbol rows
+    for n, test in task.test_sets.items():
+        assert test.shape == (400, n) and test.dtype == torch.long
+        assert len({tuple(row) for row in test.tolist()}) == 400
+    generator = torch.Generator().manual_seed(0)
+    test_rows = {tuple(row) for test in task.test_sets.values() for row in test.tolist()}
+    lengths = set()
+    for _ in range(300):
+        batch = task.batch(16, generator)
+        lengths.add(batch.shape[1])
+        assert 0 <= int(batch.min()) and int(batch.max()) < task.num_symbols
+        assert not test_rows & {tuple(row) for row in batch.tolist()}
+    assert lengths == {1, 2, 3, 4, 5}  # one length per batch, every length drawn
+
+
+def test_copy_task_is_seeded_and_its_target_copies_or_reverses():
+    a, b = _small_task(seed=3), _small_task(seed=3)
+    assert all(torch.equal(a.test_sets[n], b.test_sets[n]) for n in a.test_lengths)
+    assert not torch.equal(a.test_sets[8], _small_task(seed=4).test_sets[8])
+    source = torch.tensor([[1, 2, 3]])
+    assert torch.equal(a.target(source), source)
+    assert torch.equal(_small_task(reverse=True).target(source), torch.tensor([[3, 2, 1]]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"max_length": 0}, ValueError, "max_length"),
+        ({"test_lengths": (5, 50)}, ValueError, "test_lengths"),
+        ({"test_lengths": ()}, ValueError, "test_lengths"),
+        ({"test_lengths": (2,), "num_test": 60}, ValueError, "num_test"),
+        ({"reverse": 1}, TypeError, "reverse"),
+        ({"num_symbols": 1}, ValueError, "num_symbols"),
+    ],
+)
+def test_copy_task_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tasks.CopyTask(**kwargs)
+
+
+def test_shift_right_puts_the_start_token_first():
+    target = torch.tensor([[4, 5, 6], [7, 8, 9]])
+    assert seq2seq.shift_right(target, start=10).tolist() == [[10, 4, 5], [10, 7, 8]]
+
+
+# ---------------------------------------------------------------- the models
+
+
+def test_parameter_counts_of_the_three_models():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(seq2seq.GRUSeq2Seq(attention=False)) == 143562
+    assert count(seq2seq.GRUSeq2Seq(attention=True)) == 143562 + 128 * 128 + (256 * 128 + 128)
+    assert count(seq2seq.TransformerSeq2Seq()) == 237642
+    assert count(seq2seq.TransformerSeq2Seq(positions="separate")) == 237642 + 40 * 64
+    assert count(seq2seq.TransformerSeq2Seq(positions="sinusoidal")) == 237642 - 40 * 64
+
+
+def test_without_attention_the_decoder_sees_the_source_only_through_one_vector():
+    torch.manual_seed(0)
+    model = seq2seq.GRUSeq2Seq(attention=False).eval()
+    source = torch.randint(0, 10, (3, 7))
+    decoder_input = seq2seq.shift_right(source, model.start)
+    outputs, initial = model.encode(source)
+    assert initial.shape == (3, 128)
+    logits = model.decode((outputs, initial), decoder_input)
+    scrambled = model.decode((torch.randn_like(outputs), initial), decoder_input)
+    torch.testing.assert_close(logits, scrambled, atol=0, rtol=0)  # the outputs are never read
+
+
+def test_gru_attention_weights_are_a_distribution_over_the_source():
+    torch.manual_seed(0)
+    model = seq2seq.GRUSeq2Seq(attention=True).eval()
+    source = torch.randint(0, 10, (2, 9))
+    logits, weights = model.decode(model.encode(source), torch.full((2, 4), 10), return_attention=True)
+    assert logits.shape == (2, 4, 10) and weights.shape == (2, 4, 9)
+    assert bool((weights >= 0).all())
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="return_attention"):
+        seq2seq.GRUSeq2Seq(attention=False).decode(model.encode(source), torch.full((2, 4), 10),
+                                                    return_attention=True)
+
+
+def test_transformer_decoder_is_causal_and_returns_cross_attention_per_layer():
+    torch.manual_seed(0)
+    model = seq2seq.TransformerSeq2Seq().eval()
+    source = torch.randint(0, 10, (2, 6))
+    decoder_input = torch.randint(0, 11, (2, 5))
+    changed = decoder_input.clone()
+    changed[:, 3:] = (changed[:, 3:] + 1) % 11  # change positions 3 and 4 only
+    memory = model.encode(source)
+    a, b = model.decode(memory, decoder_input), model.decode(memory, changed)
+    torch.testing.assert_close(a[:, :3], b[:, :3], atol=0, rtol=0)
+    assert not torch.allclose(a[:, 3], b[:, 3])
+    logits, cross = model.decode(memory, decoder_input, return_attention=True)
+    torch.testing.assert_close(logits, a, atol=1e-5, rtol=1e-5)
+    assert len(cross) == 2 and cross[0].shape == (2, 4, 5, 6)
+    torch.testing.assert_close(cross[1].sum(-1), torch.ones(2, 4, 5))
+
+
+def test_transformer_position_tables_shared_separate_or_fixed():
+    shared = seq2seq.TransformerSeq2Seq()
+    assert shared.source_positions is shared.target_positions
+    assert shared.source_positions.weight.std().item() == pytest.approx(seq2seq.POSITION_INIT_STD, rel=0.1)
+    separate = seq2seq.TransformerSeq2Seq(positions="separate")
+    assert separate.source_positions is not separate.target_positions
+    small = seq2seq.TransformerSeq2Seq(position_init_std=0.02)
+    assert small.source_positions.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    fixed = seq2seq.TransformerSeq2Seq(positions="sinusoidal")
+    assert not any("positions" in name for name, _ in fixed.named_parameters())
+    with pytest.raises(ValueError, match="positions"):
+        seq2seq.TransformerSeq2Seq(positions="rotary")
+
+
+@pytest.mark.parametrize("make", [lambda: seq2seq.GRUSeq2Seq(attention=True), seq2seq.TransformerSeq2Seq])
+def test_models_reject_ids_outside_their_vocabulary(make):
+    model = make()
+    with pytest.raises(ValueError, match="source"):
+        model(torch.tensor([[10, 1]]), torch.tensor([[10, 1]]))  # 10 is the start token, not a symbol
+    with pytest.raises(ValueError, match="decoder_input"):
+        model(torch.tensor([[1, 2]]), torch.tensor([[11, 1]]))
+    with pytest.raises(TypeError, match="source"):
+        model(torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- decoding and scoring
+
+
+@pytest.mark.parametrize("make", [lambda: seq2seq.GRUSeq2Seq(attention=False),
+                                  lambda: seq2seq.GRUSeq2Seq(attention=True), seq2seq.TransformerSeq2Seq])
+def test_greedy_decoding_is_the_argmax_of_its_own_teacher_forced_pass(make):
+    """Feeding the greedy output back as the decoder input reproduces it position by position."""
+    torch.manual_seed(1)
+    model = make().eval()
+    source = torch.randint(0, 10, (4, 9))
+    written = seq2seq.greedy_decode(model, source, 9)
+    assert written.shape == (4, 9) and written.dtype == torch.long
+    with torch.no_grad():
+        again = model(source, seq2seq.shift_right(written, model.start)).argmax(-1)
+    assert torch.equal(again, written)
+
+
+class _Copier(nn.Module):
+    """Writes back its source perfectly: logits one-hot on source symbol t at output position t."""
+
+    start = tasks.START
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # evaluate_copy reads the device from a parameter
+
+    def encode(self, source):
+        return source
+
+    def decode(self, memory, written):
+        return nn.functional.one_hot(memory[:, : written.shape[1]], tasks.COPY_SYMBOLS).float()
+
+
+def test_evaluate_copy_scores_a_perfect_copier_and_its_reversal():
+    copy_report = seq2seq.evaluate_copy(_Copier(), _small_task())
+    assert copy_report.sequence_accuracy == {4: 1.0, 8: 1.0} == copy_report.token_accuracy
+    assert copy_report.mean_sequence_accuracy == 1.0
+    reverse_report = seq2seq.evaluate_copy(_Copier(), _small_task(reverse=True))
+    assert reverse_report.sequence_accuracy[8] < 0.1  # a palindrome now and then at most
+    assert 0.0 < reverse_report.token_accuracy[8] < 0.3  # about 1 in 10 by chance
+    with pytest.raises(TypeError, match="task"):
+        seq2seq.evaluate_copy(_Copier(), tasks.make_copy_data(4, num_train=4, num_test=4))
+
+
+def test_share_on_diagonal():
+    assert seq2seq.share_on_diagonal(torch.eye(5)[None].repeat(2, 1, 1)) == 1.0
+    weights = torch.full((3, 4), 0.25)
+    assert seq2seq.share_on_diagonal(weights) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="weights"):
+        seq2seq.share_on_diagonal(torch.ones(5, 3))
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_train_copy_learns_and_is_deterministic():
+    task = _small_task()
+    config = training.TrainConfig(steps=40, eval_every=20)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = seq2seq.GRUSeq2Seq(attention=True, embed_dim=16, hidden_size=16)
+        runs.append(seq2seq.train_copy(model, task, config, warmup=5, seed=0, device="cpu"))
+    (first, report), (second, _) = runs
+    assert first.losses == second.losses
+    assert len(first.losses) == 40 and first.eval_steps == [20, 40]
+    assert sum(first.losses[-5:]) < sum(first.losses[:5])
+    assert first.test_accuracy[-1] == report.mean_sequence_accuracy
+
+
+def test_train_hooks_draw_batches_schedule_the_rate_and_score():
+    model = nn.Linear(3, 2)
+    drawn, rates = [], []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def batch_fn(step):
+        drawn.append(step)
+        return torch.randn(4, 3), torch.zeros(4, dtype=torch.long)
+
+    result = training.train(
+        model, None, training.TrainConfig(steps=6, eval_every=3, lr=0.1, optimizer="sgd"),
+        device="cpu", optimizer=optimizer, batch_fn=batch_fn, score_fn=lambda m: 0.5,
+        lr_schedule=training.warmup_cosine(2, 6),
+        on_step=lambda step, _: rates.append(optimizer.param_groups[0]["lr"]),
+    )
+    assert drawn == [1, 2, 3, 4, 5, 6]
+    assert result.eval_steps == [3, 6] and result.test_accuracy == [0.5, 0.5]
+    factor = training.warmup_cosine(2, 6)
+    assert rates == pytest.approx([0.1 * factor(step) for step in range(1, 7)])
+    assert rates[1] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.0)
+
+
+def test_train_passes_a_tuple_of_inputs_as_separate_arguments():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+
+        def forward(self, a, b):
+            return self.linear(a + b)
+
+    seen = training.train(
+        Two(), None, training.TrainConfig(steps=2, eval_every=2), device="cpu",
+        batch_fn=lambda step: ((torch.randn(4, 3), torch.randn(4, 3)), torch.zeros(4, dtype=torch.long)),
+        score_fn=lambda m: 1.0,
+    )
+    assert len(seen.losses) == 2 and all(math.isfinite(x) for x in seen.losses)
+
+
+def test_train_hook_misuse_is_reported():
+    model = nn.Linear(3, 2)
+    data = tasks.make_recall_data(2, num_train=8, num_test=4)
+    with pytest.raises(TypeError, match="data"):
+        training.train(model, None)
+    with pytest.raises(TypeError, match="data"):
+        training.train(model, None, batch_fn=lambda step: None)  # no score_fn: nothing to test on
+    with pytest.raises(TypeError, match="lr_schedule"):
+        training.train(model, data, lr_schedule=0.5)
+    with pytest.raises(ValueError, match="batch_fn"):
+        training.train(model, data, batch_fn=lambda step: None, shard=lambda index: index)
+
+
+def test_warmup_cosine_rises_then_falls_to_zero():
+    factor = training.warmup_cosine(15, 300)
+    values = [factor(step) for step in range(1, 301)]
+    assert values[0] == pytest.approx(1 / 15) and values[14] == 1.0 and values[-1] == pytest.approx(0.0)
+    assert all(a < b for a, b in pairwise(values[:15]))
+    assert all(a >= b for a, b in pairwise(values[14:]))
+    with pytest.raises(ValueError, match="warmup"):
+        training.warmup_cosine(10, 10)
+
+
+# ---------------------------------------------------------------- the recorded variants
+
+
+@pytest.mark.slow
+def test_recorded_variant_is_reproduced():
+    """chapters/data/seq2seq_variants.json is what tools/seq2seq_variants.py computes: one run again."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from seq2seq_variants import VARIANTS, run
+
+    record = json.loads(RECORD.read_text())
+    task_name, model, positions, init_std, build = VARIANTS[-1]  # sinusoidal positions, the fastest to fail
+    (expected,) = [r for r in record["runs"] if (r["task"], r["model"], r["positions"], r["seed"])
+                   == (task_name, model, positions, 0)]
+    measured = run(task_name, build, seed=0)
+    for key in ("sequence_accuracy", "token_accuracy"):
+        assert measured[key] == pytest.approx(expected[key], abs=0.01), key
+
+
+
+def test_recorded_variants_cover_every_variant_and_seed():
+    record = json.loads(RECORD.read_text())
+    assert record["recipe"]["steps"] == seq2seq.COPY_TRAINING.steps
+    assert record["recipe"]["test_lengths"] == list(tasks.CopyTask().test_lengths)
+    keys = {(r["task"], r["model"], r["positions"], r["position_init_std"]) for r in record["runs"]}
+    assert len(keys) == 7
+    seeds = {r["seed"] for r in record["runs"]}
+    assert len(record["runs"]) == 7 * len(seeds) >= 7 * 3
+    for r in record["runs"]:
+        for key in ("sequence_accuracy", "token_accuracy"):
+            assert set(r[key]) == {"5", "10", "20", "40"}
+            assert all(0.0 <= value <= 1.0 for value in r[key].values())
