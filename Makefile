@@ -51,14 +51,18 @@ BOOK_LOG := $(BUILD_DIR)/book-build.log
 BOOK_OK := $(BUILD_DIR)/.book-ok
 
 # Notebooks run with the same settings by `make execute` and by nbval: no progress-bar
-# animation and a fixed thread count, so stored and fresh outputs are produced alike.
+# animation and a fixed thread count, so stored and fresh outputs are produced alike. Threads
+# that wait sleep (OMP_WAIT_POLICY=PASSIVE) instead of spinning: with two threads on a machine
+# where another process holds a core, spinning stalled training badly.
 # (No MPLBACKEND here: the kernel sets its inline backend only when MPLBACKEND is unset, and
 # any other backend silently drops every figure from the stored outputs.)
-NB_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONHASHSEED=0
+NB_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-# The chapters, in _toc.yml order (as .ipynb paths), read by the venv's Python.
+# The chapters, in _toc.yml order (as .ipynb paths), read by the venv's Python (the glossary and
+# bibliography pages are Markdown, not chapters).
 TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
-	print(" ".join(c["file"] + ".ipynb" for p in t.get("parts", []) for c in p.get("chapters", [])))'
+	print(" ".join(c["file"] + ".ipynb" for p in t.get("parts", []) for c in p.get("chapters", []) \
+	if c["file"].startswith("chapters/")))'
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 

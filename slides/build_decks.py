@@ -13,7 +13,9 @@ skip / notes / "-"). On top of it this script:
   cell between `{solution-start}` and `{solution-end}`, is skipped whatever its metadata says;
 - turns MyST-only syntax, which nbconvert's Markdown does not know, into plain Markdown: a
   directive such as ```{exercise} becomes a quoted block titled "Exercise", `(label)=` targets
-  are dropped, and {role}`text` keeps its text.
+  are dropped, {glue:text}`name:format` becomes the value the notebook glued under that name
+  (formatted as the book formats it), {cite:p}`key` becomes "(Author et al., year)" from
+  references.bib, {numref}`label` becomes "the figure", and any other {role}`text` keeps its text.
 Long code cells fold into a <details> on the slide (see the template); their outputs stay.
 """
 
@@ -29,7 +31,9 @@ from pathlib import Path
 
 import nbformat
 import yaml
+from myst_nb.core.variables import format_plain_text
 from nbconvert import SlidesExporter
+from pybtex.database import parse_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = ROOT / "slides" / "template"
@@ -61,17 +65,65 @@ def deck_path(chapter: str) -> str:
     return f"slides/{Path(chapter).name}.slides.html"
 
 
-def _role_text(match: re.Match) -> str:
+def glued_values(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """The values a notebook glued with ``myst_nb.glue``: name -> their text/plain form."""
+    values = {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is None:
+                continue
+            for mime, data in output.get("data", {}).items():
+                if mime.endswith("text/plain"):
+                    values[name] = data if isinstance(data, str) else "".join(data)
+    return values
+
+
+def _short_citation(key: str, narrative: bool) -> str:
+    """'(Vaswani et al., 2017)', or 'Vaswani et al. (2017)' when ``narrative``."""
+    entry = _bibliography().entries[key]
+    last = [person.last_names[0].replace("{", "").replace("}", "") for person in entry.persons["author"]]
+    authors = last[0] if len(last) == 1 else " and ".join(last) if len(last) == 2 else f"{last[0]} et al."
+    year = entry.fields["year"]
+    return f"{authors} ({year})" if narrative else f"{authors}, {year}"
+
+
+_BIBLIOGRAPHY = []
+
+
+def _bibliography():
+    """references.bib, parsed once."""
+    if not _BIBLIOGRAPHY:
+        _BIBLIOGRAPHY.append(parse_file(str(ROOT / "references.bib"), "bibtex"))
+    return _BIBLIOGRAPHY[0]
+
+
+def _role_text(match: re.Match, glued: dict[str, str] | None = None) -> str:
     role, text = match.group("role"), match.group("text")
     if role == "math":
         return f"${text}$"
+    if role in ("glue", "glue:", "glue:text"):
+        name, _, fmt = text.partition(":")
+        if glued is None or name not in glued:
+            raise KeyError(f"{{glue}}`{text}`: no value glued under {name!r} in this notebook")
+        return format_plain_text(glued[name], fmt)
+    if role.startswith("cite"):
+        keys = [key.strip() for key in text.split(",")]
+        if role == "cite:t":
+            return "; ".join(_short_citation(key, narrative=True) for key in keys)
+        return "(" + "; ".join(_short_citation(key, narrative=False) for key in keys) + ")"
+    if role == "numref":
+        return "the figure"
     # {ref}`words <label>` shows "words"; {ref}`label` shows the label.
     shown = re.match(r"^(.*?)\s*<[^>]*>$", text)
     return shown.group(1) if shown else text
 
 
-def myst_to_markdown(source: str) -> str:
-    """Plain Markdown for a slide: directives become quoted blocks, targets and roles text."""
+def myst_to_markdown(source: str, glued: dict[str, str] | None = None) -> str:
+    """Plain Markdown for a slide: directives become quoted blocks, targets and roles text.
+
+    ``glued``: the notebook's glued values (:func:`glued_values`), for {glue:text} roles.
+    """
     out: list[str] = []
     lines = source.split("\n")
     i = 0
@@ -82,7 +134,7 @@ def myst_to_markdown(source: str) -> str:
             i += 1
             continue
         if not match:
-            out.append(_ROLE.sub(_role_text, line))
+            out.append(_ROLE.sub(lambda m: _role_text(m, glued), line))
             i += 1
             continue
         fence, name, arg = match.group("fence"), match.group("name"), match.group("arg").strip()
@@ -96,7 +148,7 @@ def myst_to_markdown(source: str) -> str:
         title = name.replace("-", " ").capitalize()
         if arg and not arg.startswith("ch"):  # an exercise's argument is its own title
             title = f"{title}: {arg}"
-        inner = myst_to_markdown("\n".join(body)).split("\n")
+        inner = myst_to_markdown("\n".join(body), glued).split("\n")
         out.append(f"> **{title}.**")
         out.append(">")
         out += [f"> {text}" if text.strip() else ">" for text in inner]
@@ -107,6 +159,7 @@ def myst_to_markdown(source: str) -> str:
 def slide_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of the notebook ready for the deck: no solution on a slide, no MyST syntax."""
     notebook = copy.deepcopy(notebook)
+    glued = glued_values(notebook)
     in_solution = False
     for cell in notebook.cells:
         source = cell.source
@@ -121,7 +174,7 @@ def slide_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "markdown" and cell.metadata.get("slideshow", {}).get(
             "slide_type"
         ) != "skip":
-            cell.source = myst_to_markdown(source)
+            cell.source = myst_to_markdown(source, glued)
     return notebook
 
 

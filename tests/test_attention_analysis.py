@@ -1,4 +1,5 @@
-"""attention_analysis: word positions, word-to-word attention and the referent-pair scoring of chapter 4."""
+"""attention_analysis: word positions, word-to-word attention, the referent-pair scoring and the relations
+between words of chapter 4."""
 
 from __future__ import annotations
 
@@ -163,3 +164,126 @@ def test_pronoun_attention_rejects_bad_pairs(minilm):
         attention_analysis.pronoun_attention(tokenizer, model, [late])
     with pytest.raises(TypeError, match="pairs"):
         attention_analysis.pronoun_attention(tokenizer, model, [])
+
+
+# ------------------------------------------------------------------------------ relations between words
+
+
+def test_relation_validates_itself():
+    assert attention_analysis.Relation(0, (1,), (2, 3)).target == (2, 3)
+    with pytest.raises(ValueError, match="query"):
+        attention_analysis.Relation(0, (), (2,))
+    with pytest.raises(ValueError, match="target"):
+        attention_analysis.Relation(0, (1,), (0,))  # position 0 is [CLS], never a word
+    with pytest.raises(ValueError, match="overlap"):
+        attention_analysis.Relation(0, (1, 2), (2,))
+
+
+def test_annotate_resolves_words_and_occurrences(tok):
+    texts = ["The animal was playing. It was wide.", "It was the street."]
+    pairs = [[("the", "animal"), (("was", 1), "wide"), ("animal", "playing")], []]
+    relations = attention_analysis.annotate(tok, texts, pairs)
+    Relation = attention_analysis.Relation
+    assert relations == [Relation(0, (1,), (2,)), Relation(0, (8,), (9,)), Relation(0, (2,), (4, 5))]
+    second = attention_analysis.annotate(tok, texts[::-1], [[("the", "street")], []])
+    assert second == [Relation(0, (3,), (4,))]  # sentence indexes follow the list
+    with pytest.raises(ValueError, match="same length"):
+        attention_analysis.annotate(tok, texts, [[]])
+    with pytest.raises(ValueError, match="occurs 0 time"):
+        attention_analysis.annotate(tok, texts[:1], [[("the", "street")]])
+
+
+def test_word_piece_relations_link_each_piece_to_the_rest_of_its_word(tok, minilm):
+    Relation = attention_analysis.Relation
+    assert attention_analysis.word_piece_relations(tok, ["It was wide.", "The animal was playing."]) == [
+        Relation(1, (4,), (5,)), Relation(1, (5,), (4,))
+    ]
+    tokenizer, _ = minilm
+    text = "A bookshelf and a cat."  # books ##hel ##f: three pieces, at positions 2, 3 and 4
+    assert tokenizer.tokenize(text)[1:4] == ["books", "##hel", "##f"]
+    assert attention_analysis.word_piece_relations(tokenizer, [text]) == [
+        Relation(0, (2,), (3, 4)), Relation(0, (3,), (2, 4)), Relation(0, (4,), (2, 3))
+    ]
+    with pytest.raises(TypeError, match="one str"):
+        attention_analysis.word_piece_relations(tokenizer, text)
+
+
+def _one_hot_rows(T, targets):
+    """(1, 1, 1, T, T) weights in which row q puts weight 0.6 on targets[q] and 0.4 on [CLS]."""
+    weights = torch.zeros(1, 1, 1, T, T)
+    for q, t in targets.items():
+        weights[0, 0, 0, q, 0] = 0.4
+        weights[0, 0, 0, q, t] = 0.6
+    return weights
+
+
+def test_most_attended_skips_cls_sep_and_the_query_itself():
+    T = 6  # [CLS] w1 w2 w3 w4 [SEP]
+    weights = torch.zeros(1, 1, 1, T, T)
+    weights[0, 0, 0, 1] = torch.tensor([0.5, 0.2, 0.05, 0.15, 0.0, 0.1])  # [CLS] and itself beat w3
+    mask = torch.ones(1, T, dtype=torch.long)
+    relation = attention_analysis.Relation(0, (1,), (3,))
+    assert attention_analysis.most_attended(weights, [relation], mask).tolist() == [[[3]]]
+    weights[0, 0, 0, 1] = torch.tensor([0.0, 0.0, 0.1, 0.1, 0.1, 0.7])  # [SEP] is skipped too; ties: first
+    positions, margin = attention_analysis.most_attended(weights, [relation], mask, return_margin=True)
+    assert positions.tolist() == [[[2]]] and margin.item() == 0.0
+
+
+def test_most_attended_averages_the_query_pieces_and_ignores_padding():
+    T = 7  # sentence 0: [CLS] a b c d [SEP] [PAD]
+    weights = torch.zeros(1, 2, 1, T, T)  # (L, B, H, T, T)
+    weights[0, 0, 0, 1, 3] = 1.0  # piece 1 looks at c
+    weights[0, 0, 0, 2, 3] = 0.2  # piece 2 mostly at the padding (never a candidate)
+    weights[0, 0, 0, 2, 6] = 0.8
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 0], [1] * 7])
+    relation = attention_analysis.Relation(0, (1, 2), (3,))
+    positions, margin = attention_analysis.most_attended(weights, [relation], mask, return_margin=True)
+    assert positions.item() == 3 and margin.item() == pytest.approx(0.6)  # c: (1.0 + 0.2) / 2, d: 0
+    with pytest.raises(ValueError, match="beyond"):
+        attention_analysis.most_attended(weights, [attention_analysis.Relation(0, (1,), (5,))], mask)
+    with pytest.raises(ValueError, match="attention_mask"):
+        attention_analysis.most_attended(weights, [relation], mask[:1])
+
+
+def test_relation_hits_count_any_piece_of_the_target():
+    weights = torch.zeros(1, 1, 2, 6, 6)  # two heads
+    weights[0, 0, 0, 1, 3] = 1.0  # head 0: to the second piece of the target
+    weights[0, 0, 1, 1, 2] = 1.0  # head 1: to the first piece
+    weights[0, 0, :, 4, 1] = 1.0  # from position 4, both heads to position 1
+    relations = [attention_analysis.Relation(0, (1,), (2, 3)), attention_analysis.Relation(0, (4,), (2,))]
+    hits = attention_analysis.relation_hits(weights, relations, torch.ones(1, 6))
+    assert hits.dtype == torch.bool and hits.tolist() == [[[True, True]], [[False, False]]]
+
+
+def test_offset_hits_count_from_the_edges_of_the_query_word():
+    Relation = attention_analysis.Relation
+    relations = [Relation(0, (2, 3), (4,)), Relation(0, (2, 3), (1,)), Relation(0, (5,), (2, 3))]
+    hits = attention_analysis.offset_hits(relations, [-3, -1, 1, 2])
+    assert hits.tolist() == [
+        [False, False, True, False],  # the next token after the query's last piece
+        [False, True, False, False],  # the token before its first piece
+        [True, False, False, False],  # three before: the first piece of the target
+    ]
+    for bad in ([], [0], [True]):
+        with pytest.raises(ValueError, match="offsets"):
+            attention_analysis.offset_hits(relations, bad)
+
+
+def test_relation_hits_on_the_real_model_read_its_attention(minilm):
+    tokenizer, model = minilm
+    texts = ["The farmer with the red hat pushed a wheelbarrow.", "A tired locksmith opened the gate."]
+    relations = attention_analysis.annotate(tokenizer, texts, [[("the", "farmer"), ("a", "wheelbarrow")],
+                                                                [("a", "locksmith"), ("the", "gate")]])
+    batch = tokenizer(texts)
+    with torch.no_grad():
+        _, weights = model(batch["input_ids"], batch["attention_mask"], return_attention=True)
+    positions = attention_analysis.most_attended(weights, relations, batch["attention_mask"])
+    hits = attention_analysis.relation_hits(weights, relations, batch["attention_mask"])
+    assert positions.shape == hits.shape == (4, 6, 12)
+    for n, relation in enumerate(relations):
+        length = int(batch["attention_mask"][relation.sentence].sum())
+        for layer in range(6):
+            row = weights[layer][relation.sentence, :, relation.query[0], :length].clone()  # (H, T')
+            row[:, [0, length - 1, relation.query[0]]] = -1.0
+            assert torch.equal(positions[n, layer], row.argmax(-1))
+            assert torch.equal(hits[n, layer], torch.isin(row.argmax(-1), torch.tensor(relation.target)))

@@ -116,16 +116,16 @@ def test_checkers_leave_the_global_random_state_alone(predict_norm):
 
 
 def test_default_radius_worked_answer():
-    """About 1/sqrt(3) whatever H, scattering less for larger H: below 1, so gradients vanish."""
+    """About 1/sqrt(3) whatever N_h, scattering less for larger N_h: below 1, so gradients vanish."""
     target = 1 / math.sqrt(3)
     spread = {}
-    for H in (16, 64, 256):
+    for hidden_size in (16, 64, 256):
         radii = []
         for seed in range(5):
             torch.manual_seed(seed)
-            radii.append(rnn.spectral_radius(rnn.ElmanRNN(H, H).weight_hh))
+            radii.append(rnn.spectral_radius(rnn.ElmanRNN(hidden_size, hidden_size).weight_hh))
         assert all(abs(r - target) < 0.2 for r in radii) and max(radii) < 1
-        spread[H] = max(abs(r - target) for r in radii)
+        spread[hidden_size] = max(abs(r - target) for r in radii)
     assert spread[256] < 0.05 and spread[256] < spread[16]
 
 

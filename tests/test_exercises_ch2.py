@@ -21,56 +21,75 @@ CHAPTER = "02_transformer_architecture"
 
 
 @pytest.fixture(scope="module")
-def gradient_norms():
-    return solution_namespace(CHAPTER, "ch2-pre-ln")["gradient_norms"]
+def gradient_matrix():
+    return solution_namespace(CHAPTER, "ch2-pre-ln")["gradient_matrix"]
 
 
-def test_pre_ln_solution_is_correct(gradient_norms):
-    assert evaluate("ch2-pre-ln", gradient_norms).correct
+def test_pre_ln_solution_is_correct(gradient_matrix):
+    assert evaluate("ch2-pre-ln", gradient_matrix).correct
 
 
-def test_pre_ln_solution_leaves_x_alone(gradient_norms):
+def test_pre_ln_solution_leaves_x_alone_and_its_last_row_is_the_sweep(gradient_matrix):
     net = gradient_flow.build_model("encoder", d_model=8, num_heads=2)
     x = torch.randn(1, 5, 8, dtype=torch.float64)
+    w = torch.randn(8, dtype=torch.float64)
     before = x.clone()
-    gradient_norms(net, x, torch.ones(8, dtype=torch.float64))
+    matrix = gradient_matrix(net, x, w)
     assert torch.equal(x, before) and not x.requires_grad and x.grad is None
+    assert torch.allclose(matrix[-1].log10(), gradient_flow.input_gradient_log10_norms(net, x, w)[0])
 
 
-def _grad(net, x, loss_of_output):
+def _rows(net, x, loss_of_row):
+    """Row i: the gradient norms at every input position of the loss loss_of_row(output, i)."""
     leaf = x.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(loss_of_output(net(leaf)), leaf)
-    return grad[0]  # (T, D)
+    out = net(leaf)  # (1, T, D)
+    rows = [torch.autograd.grad(loss_of_row(out, i), leaf, retain_graph=True)[0][0].norm(dim=-1)
+            for i in range(x.shape[1])]
+    return torch.stack(rows)  # (T, T)
 
 
 def _sum_of_outputs(net, x, w):
-    """The loss sums the last output: no gradient through the final layer norm."""
-    return _grad(net, x, lambda out: out[0, -1].sum()).norm(dim=-1)
+    """Each loss sums the output vector: no gradient through the final layer norm."""
+    return _rows(net, x, lambda out, i: out[0, i].sum())
 
 
-def _first_position(net, x, w):
-    """The loss reads position 0 instead of the last one."""
-    return _grad(net, x, lambda out: out[0, 0] @ w).norm(dim=-1)
+def _transposed(net, x, w):
+    return _rows(net, x, lambda out, i: out[0, i] @ w).T
+
+
+def _last_row_repeated(net, x, w):
+    """Every row puts the loss on the last position, as the sweep did."""
+    return _rows(net, x, lambda out, i: out[0, -1] @ w)
 
 
 def _log10_norms(net, x, w):
     """log10 of the norms, as gradient_flow returns them, instead of the norms."""
-    return _grad(net, x, lambda out: out[0, -1] @ w).norm(dim=-1).log10()
+    return _rows(net, x, lambda out, i: out[0, i] @ w).log10()
 
 
 def _squared_norms(net, x, w):
-    return _grad(net, x, lambda out: out[0, -1] @ w).pow(2).sum(-1)
+    return _rows(net, x, lambda out, i: out[0, i] @ w) ** 2
 
 
 def _whole_sequence(net, x, w):
-    """The loss reads every position."""
-    return _grad(net, x, lambda out: (out[0] @ w).sum()).norm(dim=-1)
+    """Every loss reads every position."""
+    return _rows(net, x, lambda out, i: (out[0] @ w).sum())
+
+
+def _modifies_x(net, x, w):
+    """Right numbers, but the caller's x is turned into a leaf that requires grad."""
+    x.requires_grad_(True)
+    out = net(x)
+    rows = [torch.autograd.grad(out[0, i] @ w, x, retain_graph=True)[0][0].norm(dim=-1)
+            for i in range(x.shape[1])]
+    return torch.stack(rows)
 
 
 @pytest.mark.parametrize(
     "wrong",
-    [_sum_of_outputs, _first_position, _log10_norms, _squared_norms, _whole_sequence],
-    ids=["sum", "first-position", "log10", "squared", "whole-sequence"],
+    [_sum_of_outputs, _transposed, _last_row_repeated, _log10_norms, _squared_norms, _whole_sequence,
+     _modifies_x],
+    ids=["sum", "transposed", "last-row", "log10", "squared", "whole-sequence", "modifies-x"],
 )
 def test_pre_ln_rejects_wrong_answers(wrong):
     assert_not_yet(evaluate("ch2-pre-ln", wrong), [])
@@ -78,35 +97,47 @@ def test_pre_ln_rejects_wrong_answers(wrong):
 
 def test_pre_ln_hints_name_the_mistake():
     assert "final layer norm" in evaluate("ch2-pre-ln", _sum_of_outputs).hint
-    assert "last position" in evaluate("ch2-pre-ln", _first_position).hint
+    assert "swapped" in evaluate("ch2-pre-ln", _transposed).hint
+    assert "position i" in evaluate("ch2-pre-ln", _last_row_repeated).hint
+    assert "copy" in evaluate("ch2-pre-ln", _modifies_x).hint
 
 
 def test_pre_ln_stub_is_not_attempted():
     assert evaluate("ch2-pre-ln", stub).status == "not attempted yet"
 
 
-def test_pre_ln_worked_answer(gradient_norms):
-    """Pre-LN: T |g_0| in a narrow band for T = 8, 64, 512; |g_0| close to the average of the
-    positions between the first and the last; the last position stands out."""
-    t_times_g0, first_vs_middle, last_vs_rest = [], [], []
-    for T in (8, 64, 512):
-        log_g0, log_middle, log_last = [], [], []
-        for seed in range(3):
-            torch.manual_seed(seed)
-            net = encoder.Encoder(2, 32, 4, 128, dropout=0.0, norm_first=True).double().eval()
-            generator = torch.Generator().manual_seed(seed)
-            x = torch.randn(1, T, 32, generator=generator, dtype=torch.float64)
-            w = torch.randn(32, generator=generator, dtype=torch.float64)
-            norms = gradient_norms(net, x, w)
-            log_g0.append(norms[0].log10().item())
-            log_middle.append(norms[1:-1].mean().log10().item())
-            log_last.append(norms[-1].log10().item() - norms[:-1].mean().log10().item())
-        t_times_g0.append(T * 10 ** np.mean(log_g0))
-        first_vs_middle.append(10 ** (np.mean(log_g0) - np.mean(log_middle)))
-        last_vs_rest.append(10 ** np.mean(log_last))
-    assert max(t_times_g0) / min(t_times_g0) < 2  # like 1/T
-    assert all(0.7 < r < 1.3 for r in first_vs_middle)  # distance does not matter
-    assert min(last_vs_rest) > 5  # the residual path to the last position
+def _worked_answer_measurement(gradient_matrix, T):
+    """At one length, averaged over seeds 0-2: (T times the mean off-diagonal entry, mean entry at
+    distance >= T/2 over mean entry at distance 1, mean diagonal entry over mean off-diagonal / T)."""
+    per_seed = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = encoder.Encoder(2, 32, 4, 128, dropout=0.0, norm_first=True).double().eval()
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(1, T, 32, generator=generator, dtype=torch.float64)
+        w = torch.randn(32, generator=generator, dtype=torch.float64)
+        G = gradient_matrix(net, x, w)  # (T, T)
+        distance = (torch.arange(T)[:, None] - torch.arange(T)).abs()  # (T, T)
+        off = G[distance > 0].mean()
+        per_seed.append((T * off.item(), (G[distance >= T // 2].mean() / G[distance == 1].mean()).item(),
+                         (G.diagonal().mean() / off).item() / T))
+    return np.mean(per_seed, axis=0)
+
+
+def test_pre_ln_worked_answer(gradient_matrix):
+    """Pre-LN, T = 8, 64, 256: T times the mean off-diagonal entry in a narrow band (1/T); entries
+    far from the diagonal as large as those next to it; the diagonal over the rest grows like T."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small backward passes: one thread is fastest on a busy machine
+    try:
+        scaled, far_vs_near, diagonal_over_T = np.array(
+            [_worked_answer_measurement(gradient_matrix, T) for T in (8, 64, 256)]).T
+    finally:
+        torch.set_num_threads(threads)
+    assert scaled.max() / scaled.min() < 1.5  # like 1/T
+    assert ((0.8 < far_vs_near) & (far_vs_near < 1.2)).all()  # distance does not matter
+    assert diagonal_over_T.max() / diagonal_over_T.min() < 1.3  # diagonal / the rest grows like T
+    assert diagonal_over_T.min() * 8 > 5  # the diagonal stands out already at T = 8
 
 
 # ---------------------------------------------------------------- ch2-attention-memory

@@ -3,7 +3,6 @@ hint that does not give the answer away, and stubs are "not attempted yet"."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -63,11 +62,9 @@ def _bpe(corpus, num_merges, *, across=False, weighted=True, tie="min", overlapp
     return merges
 
 
-def test_bpe_solution_is_correct_and_fast():
+def test_bpe_solution_is_correct():
     ns = solution_namespace(CHAPTER, "ch3-bpe-by-hand")
-    start = time.perf_counter()
     assert evaluate("ch3-bpe-by-hand", ns["bpe_merges"]).correct
-    assert time.perf_counter() - start < 1.0
     # the hand-worked answer written in the solution's comment, and the package agree
     text = "hug hug hug pug pun pun bun hugs"
     assert ns["bpe_merges"](text, 3) == [("u", "g"), ("h", "ug"), (" ", "hug")]
@@ -111,11 +108,9 @@ def test_bpeexercise_stub_is_not_attempted():
 # ---------------------------------------------------------------- ch3-find-offset
 
 
-def test_find_offset_solution_is_correct_and_fast():
+def test_find_offset_solution_is_correct():
     ns = solution_namespace(CHAPTER, "ch3-find-offset")
-    start = time.perf_counter()
     assert evaluate("ch3-find-offset", ns["find_offset"]).correct
-    assert time.perf_counter() - start < 1.0
 
 
 def _offset_by_maxima(u, v):

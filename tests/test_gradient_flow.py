@@ -289,3 +289,37 @@ def test_layer_statistics_rejects_other_models():
     model = models.EncoderClassifier(d_model=8, num_heads=2, num_layers=1)
     with pytest.raises(ValueError, match=r"input_ids, targets: expected shapes"):
         gradient_flow.layer_statistics(model, ids, targets[:3])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_residuals_carry_the_gradient_to_the_first_layer(norm_first):
+    """Chapter 5's claim at its depth (12 layers): at initialisation the gradient reaching the input
+    of layer 1 is at least twice as large with the residual connections as without, every seed."""
+    ids, targets = _recall_batch()
+    for seed in range(3):
+        first = {}
+        for residual in (True, False):
+            torch.manual_seed(seed)
+            model = models.EncoderClassifier(d_model=32, num_heads=4, num_layers=12, norm_first=norm_first,
+                                            residual=residual)
+            first[residual] = gradient_flow.layer_statistics(model, ids, targets).input_grad_norms[0]
+        assert first[True] >= 2 * first[False], f"seed {seed}: {first}"
+
+
+def test_layer_statistics_of_a_stack_without_layer_norm():
+    """Chapter 5 replaces every norm by the identity (residuals kept): the statistics still work,
+    the positions stay apart, and the vectors grow with depth, since nothing resets their scale."""
+    ids, targets = _recall_batch()
+    torch.manual_seed(0)
+    model = models.EncoderClassifier(d_model=32, num_heads=4, num_layers=12)
+    for layer in model.encoder.layers:
+        layer.norm1, layer.norm2 = nn.Identity(), nn.Identity()
+    assert model.encoder.norm is None  # post-LN: no final norm to remove
+    assert not any(isinstance(m, nn.LayerNorm) for m in model.modules())
+    stats = gradient_flow.layer_statistics(model, ids, targets)
+    assert min(stats.spread) > 0.3  # the residuals keep the positions apart
+    assert all(math.isfinite(g) and g > 0 for g in stats.input_grad_norms)
+    with torch.no_grad():
+        x = model.embedding(ids)  # (B, T, D)
+        y = model.encoder(x)  # (B, T, D)
+    assert y.norm(dim=-1).mean() > 1.5 * x.norm(dim=-1).mean()

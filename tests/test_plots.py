@@ -25,7 +25,7 @@ def test_encoder_stack_has_every_block_in_order(ax):
         assert label in texts
     assert texts.count("Add & norm") == 2
     assert any(t.startswith("Feed-forward") for t in texts)
-    assert "N×" in texts
+    assert "L×" in texts
     # Bottom to top: embedding, attention, first add & norm, feed-forward, second add & norm.
     y = {t.get_text(): t.get_position()[1] for t in ax.texts}
     norms = sorted(t.get_position()[1] for t in ax.texts if t.get_text() == "Add & norm")
@@ -38,7 +38,7 @@ def test_encoder_stack_has_every_block_in_order(ax):
 def test_encoder_stack_labels_the_number_of_layers_and_shapes(ax):
     plots.draw_encoder_stack(ax, num_layers=6, show_shapes=False, title="six layers")
     texts = _texts(ax)
-    assert "6×" in texts and "N×" not in texts
+    assert "6×" in texts and "L×" not in texts
     assert not any(t.startswith("(B, T") for t in texts)
     assert ax.get_title() == "six layers"
     fig, other = plt.subplots()

@@ -24,7 +24,7 @@ def test_forward_equals_torch_rnn(bias):
     reference, ours = _pair(bias=bias)
     x = _x()
     h0 = torch.randn(4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    out_ref, h_ref = reference(x, h0[None])  # torch takes and returns (1, B, H)
+    out_ref, h_ref = reference(x, h0[None])  # torch takes and returns (1, B, N_h)
     out, h_T = ours(x, h0)
     assert out.shape == (4, 9, 5) and h_T.shape == (4, 5)
     torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
@@ -91,7 +91,7 @@ def test_hidden_state_gradients_equal_the_product_of_jacobians():
         g = w.expand(2, 5)
         torch.testing.assert_close(grads[:, 8], g)
         for t in range(8, 0, -1):
-            g = torch.einsum("bi,bij->bj", g, rnn.step_jacobian(ours, states[t]))  # (B, H)
+            g = torch.einsum("bi,bij->bj", g, rnn.step_jacobian(ours, states[t]))  # (B, N_h)
             torch.testing.assert_close(grads[:, t - 1], g, rtol=1e-10, atol=1e-14)
     assert all(p.grad is None for p in ours.parameters())  # parameters' .grad untouched
 
@@ -136,10 +136,10 @@ BAD_CALLS = {
     "from a time-first RNN": (lambda c: rnn.ElmanRNN.from_torch(nn.RNN(3, 4)), ValueError,
                               r"batch_first=True"),
     "jacobian of a wrong state": (lambda c: rnn.step_jacobian(c, torch.zeros(2, 5)), ValueError,
-                                  r"h_t: .*\(B, H=4\).*\(2, 5\)"),
+                                  r"h_t: .*\(B, N_h=4\).*\(2, 5\)"),
     "gradient direction of wrong size": (
         lambda c: rnn.hidden_state_gradients(c, torch.randn(1, 3, 3), torch.ones(5)), ValueError,
-        r"w: .*\(H=4,\).*\(5,\)"),
+        r"w: .*\(N_h=4,\).*\(5,\)"),
     "non-square matrix": (lambda c: rnn.spectral_radius(torch.zeros(2, 3)), ValueError, r"matrix: .*square"),
     "negative radius": (lambda c: rnn.scale_spectral_radius(torch.eye(2), -1.0), ValueError,
                         r"radius: .*positive"),

@@ -8,12 +8,12 @@ and values V of width d,
 row by row: query i scores every key j by the dot product q_i · k_j, the scores are divided by √d
 (so that their variance does not grow with d), a softmax turns each row into weights that are
 positive and sum to 1, and the output of query i is the weighted sum of the values. Multi-head
-attention runs H such attentions side by side on learned projections of width Dh = D / H:
+attention runs H such attentions side by side on learned projections of width D_h = D / H:
 
     head_h = Attention(X_q W_q^h, X_k W_k^h, X_v W_v^h),   out = concat(head_1, ..., head_H) W_o
 
 Legend used in every ``Shape:`` section: B batch, T length (Tq queries, Tk keys), D model width,
-H heads, Dh = D // H. Everything is batch-first.
+H heads, D_h = D // H. Everything is batch-first.
 
 Masks are boolean (or 0/1 integer) and **True / 1 means "may attend"**, as in
 ``torch.nn.functional.scaled_dot_product_attention`` and Hugging Face's ``attention_mask``.
@@ -100,7 +100,7 @@ def _attention(
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention: H scaled dot-product attentions of width Dh = D / H side by side.
+    """Multi-head attention: H scaled dot-product attentions of width D_h = D / H side by side.
 
     Q, K and V are linear projections of the inputs, split into H heads; each head attends on
     its own, the H outputs are concatenated and projected back to D ("Attention Is All You
@@ -193,25 +193,25 @@ class MultiHeadAttention(nn.Module):
         :func:`expand_mask` returns it.
         """
         B, Tq, _ = query.shape
-        q = self._split_heads(self.q_proj(query))  # (B, Tq, D) -> (B, H, Tq, Dh)
-        k = self._split_heads(self.k_proj(key))  # (B, Tk, D) -> (B, H, Tk, Dh)
-        v = self._split_heads(self.v_proj(value))  # (B, Tk, D) -> (B, H, Tk, Dh)
+        q = self._split_heads(self.q_proj(query))  # (B, Tq, D) -> (B, H, Tq, D_h)
+        k = self._split_heads(self.k_proj(key))  # (B, Tk, D) -> (B, H, Tk, D_h)
+        v = self._split_heads(self.v_proj(value))  # (B, Tk, D) -> (B, H, Tk, D_h)
         dropout_p = self.dropout if self.training else 0.0
 
         if need_weights:
-            context, weights = _attention(q, k, v, mask)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
+            context, weights = _attention(q, k, v, mask)  # (B, H, Tq, D_h), (B, H, Tq, Tk)
             if dropout_p > 0.0:
                 # Dropout acts on the weights that mix V; the returned weights stay undropped.
                 context = F.dropout(weights, dropout_p, training=True) @ v
-            context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
+            context = context.transpose(1, 2)  # (B, H, Tq, D_h) -> (B, Tq, H, D_h)
         else:
             weights = None
-            context = _fused_attention(q, k, v, mask, dropout_p)  # (B, Tq, H, Dh)
-        context = context.reshape(B, Tq, self.d_model)  # (B, Tq, H, Dh) -> (B, Tq, D)
+            context = _fused_attention(q, k, v, mask, dropout_p)  # (B, Tq, H, D_h)
+        context = context.reshape(B, Tq, self.d_model)  # (B, Tq, H, D_h) -> (B, Tq, D)
         return self.out_proj(context), weights
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, H, T, Dh)."""
+        """(B, T, D) -> (B, H, T, D_h)."""
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
@@ -258,18 +258,18 @@ class MultiHeadAttention(nn.Module):
 def _fused_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
 ) -> torch.Tensor:
-    """torch's fused kernel on (B, H, T, Dh) heads, returned as (B, Tq, H, Dh); keyless queries give 0."""
+    """torch's fused kernel on (B, H, T, D_h) heads, returned as (B, Tq, H, D_h); keyless queries give 0."""
     if mask is None:
         context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        return context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
+        return context.transpose(1, 2)  # (B, H, Tq, D_h) -> (B, Tq, H, D_h)
     # A query with every key masked is 0/0 inside the kernels (NaN or zeros, in the forward or the
     # backward, depending on the backend): let such a query see every key, so that no kernel meets
     # one, then zero its output as the explicit formula does.
     has_key = mask.any(dim=-1, keepdim=True)  # (B, H|1, Tq|1, 1)
     context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout_p)
-    context = context.transpose(1, 2)  # (B, H, Tq, Dh) -> (B, Tq, H, Dh)
+    context = context.transpose(1, 2)  # (B, H, Tq, D_h) -> (B, Tq, H, D_h)
     keyless = ~has_key.transpose(1, 2)  # (B, H|1, Tq|1, 1) -> (B, Tq|1, H|1, 1)
-    # Filled after the transpose, the result keeps the kernels' (B, Tq, H, Dh) layout, so the
+    # Filled after the transpose, the result keeps the kernels' (B, Tq, H, D_h) layout, so the
     # caller's reshape copies nothing; in place when autograd needs no copy.
     if context.requires_grad:
         return context.masked_fill(keyless, 0.0)

@@ -1,8 +1,10 @@
 """Reading a trained encoder's attention: where a word sits, and how much one word attends to another.
 
 Chapter 4 asks a real encoder a question the lecture notes answer with a picture: in "The animal
-didn't cross the street because it was too wide", does "it" attend to "street"? This module holds
-the bookkeeping that such a question needs, so that the chapter shows only the findings:
+didn't cross the street because it was too wide", does "it" attend to "street"? And do some heads
+follow relations between words, such as a determiner and its noun? This module holds the
+bookkeeping such questions need; the chapter prints the core of each function before it uses its
+results:
 
 - :func:`word_positions`: the positions of a word's WordPiece pieces in ``tokenizer.encode(text)``
   (``[CLS]`` is position 0, so positions index the model's attention directly);
@@ -12,10 +14,20 @@ the bookkeeping that such a question needs, so that the chapter shows only the f
   one word which flips what a pronoun refers to, and the pronoun's attention to each candidate;
 - :func:`pair_correct`, :func:`best_head` and :func:`binomial_p_value`: does a head move its
   attention to the right candidate when the word changes, which head does it best on some pairs,
-  how well it does on the others, and how likely that score is by chance.
+  how well it does on the others, and how likely that score is by chance;
+- :class:`Relation`, :func:`annotate` and :func:`word_piece_relations`: cases of a relation
+  between two words (determiner -> noun, object -> verb, a word piece -> the rest of its word),
+  written by hand as words or found by the tokenizer;
+- :func:`most_attended`, :func:`relation_hits` and :func:`offset_hits`: which token a head
+  attends to most from a word, whether that is the relation's target, and whether the positional
+  rule "the token k places away" would have found it (the baseline a head must beat).
+
+Why one module of over 500 lines: the two studies of chapter 4 (a pronoun's referent, relations
+between words) share the positions, the scoring of a head and its held-out test; split in two,
+each half would import the other's bookkeeping.
 
 Legend: B batch, T length (in tokens, ``[CLS]`` and ``[SEP]`` included), L layers, H heads,
-N sentence pairs.
+N sentence pairs (or cases of a relation), K offsets.
 """
 
 from __future__ import annotations
@@ -37,6 +49,12 @@ __all__ = [
     "pair_correct",
     "best_head",
     "binomial_p_value",
+    "Relation",
+    "annotate",
+    "word_piece_relations",
+    "most_attended",
+    "relation_hits",
+    "offset_hits",
 ]
 
 
@@ -304,3 +322,215 @@ def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
     if not 0.0 < p < 1.0:
         raise ValueError(f"p: expected a probability in (0, 1), got {p}")
     return sum(math.comb(trials, k) * p**k * (1 - p) ** (trials - k) for k in range(successes, trials + 1))
+
+
+# ---------------------------------------------------------------- relations between words
+
+Word = str | tuple[str, int]  # a word, or (word, occurrence) for a later occurrence (0 = the first)
+
+
+@dataclasses.dataclass(frozen=True)
+class Relation:
+    """One case of a relation between two words of a sentence: the query word should attend to the target.
+
+    Positions are token positions in ``tokenizer.encode(text)`` (``[CLS]`` is 0), as in the rows
+    and columns of the model's attention; a word cut into pieces has one position per piece.
+
+    Examples:
+        >>> Relation(sentence=0, query=(1,), target=(3, 4))  # "the" -> a noun of two pieces
+        Relation(sentence=0, query=(1,), target=(3, 4))
+    """
+
+    sentence: int  # which sentence of the batch
+    query: tuple[int, ...]  # positions of the attending word's pieces
+    target: tuple[int, ...]  # positions of the pieces of the word it should attend to
+
+    def __post_init__(self) -> None:
+        for name in ("query", "target"):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and value and all(isinstance(p, int) and p > 0 for p in value)):
+                raise ValueError(f"{name}: expected a non-empty tuple of positions > 0, got {value!r}")
+        if set(self.query) & set(self.target):
+            raise ValueError(f"query and target overlap: {self.query} and {self.target}")
+
+
+def _resolve(tokenizer: WordPieceTokenizer, text: str, word: Word) -> list[int]:
+    """The positions of ``word`` (a str, or (str, occurrence)) in ``tokenizer.encode(text)``."""
+    if isinstance(word, tuple) and len(word) == 2:
+        return word_positions(tokenizer, text, word[0], occurrence=word[1])
+    return word_positions(tokenizer, text, word)
+
+
+def annotate(
+    tokenizer: WordPieceTokenizer, texts: Sequence[str], pairs: Sequence[Sequence[tuple[Word, Word]]]
+) -> list[Relation]:
+    """Relations written by hand as words: ``pairs[i]`` lists the (query word, target word) of ``texts[i]``.
+
+    A word is a str (its first occurrence in the sentence) or ``(str, k)`` for its occurrence k
+    (0 = the first), such as ``("the", 1)`` for the second "the".
+
+    Args:
+        tokenizer: the model's tokenizer.
+        texts: the B sentences.
+        pairs: for each sentence, a list of (query word, target word); it may be empty.
+
+    Returns:
+        One :class:`Relation` per pair, sentence by sentence.
+
+    Examples:
+        >>> specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        >>> tok = WordPieceTokenizer(specials + ["the", "dog", "saw", "cat", "play", "##ing", "."])
+        >>> annotate(tok, ["The dog saw the playing cat."], [[(("the", 1), "cat"), ("cat", "saw")]])
+        [Relation(sentence=0, query=(4,), target=(7,)), Relation(sentence=0, query=(7,), target=(3,))]
+    """
+    if isinstance(texts, str) or len(texts) != len(pairs):
+        raise ValueError("texts and pairs: expected two lists of the same length, one entry per sentence")
+    relations = []
+    for b, (text, sentence_pairs) in enumerate(zip(texts, pairs, strict=True)):
+        for query, target in sentence_pairs:
+            relations.append(
+                Relation(b, tuple(_resolve(tokenizer, text, query)), tuple(_resolve(tokenizer, text, target)))
+            )
+    return relations
+
+
+def word_piece_relations(tokenizer: WordPieceTokenizer, texts: Sequence[str]) -> list[Relation]:
+    """For every word cut into several WordPiece pieces: each piece -> the other pieces of its word.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        texts: the B sentences.
+
+    Returns:
+        One :class:`Relation` per piece of every word of two pieces or more, sentence by sentence.
+
+    Examples:
+        >>> specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        >>> tok = WordPieceTokenizer(specials + ["it", "was", "play", "##ing", "."])
+        >>> word_piece_relations(tok, ["It was playing."])
+        [Relation(sentence=0, query=(3,), target=(4,)), Relation(sentence=0, query=(4,), target=(3,))]
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts: expected a list of sentences, got one str")
+    relations = []
+    for b, text in enumerate(texts):
+        words: list[list[int]] = []  # the positions of each word's pieces; position 0 is [CLS]
+        for position, token in enumerate(tokenizer.tokenize(text), start=1):
+            if token.startswith("##") and words:
+                words[-1].append(position)  # a piece that continues the word before it
+            else:
+                words.append([position])
+        for pieces in words:
+            if len(pieces) > 1:
+                relations += [Relation(b, (p,), tuple(q for q in pieces if q != p)) for p in pieces]
+    return relations
+
+
+def most_attended(
+    weights: Sequence[torch.Tensor] | torch.Tensor,
+    relations: Sequence[Relation],
+    attention_mask: torch.Tensor,
+    return_margin: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The token each head attends to most from each relation's query word.
+
+    The query word's rows are averaged over its pieces (as in :func:`attention_from_to`); the
+    most-attended key is then chosen among the sentence's real tokens other than ``[CLS]``,
+    ``[SEP]`` and the query word itself: heads with nothing to do park their weight on
+    ``[CLS]`` or ``[SEP]``, and a word attending to itself says nothing about a relation.
+
+    Args:
+        weights: the model's attention, L tensors (B, H, T, T) or one tensor (L, B, H, T, T).
+        relations: the N relations; ``relation.sentence`` indexes the batch.
+        attention_mask: (B, T), 1 on the real tokens (``[CLS]`` first, ``[SEP]`` last), 0 on padding.
+        return_margin: also return by how much the chosen token's weight beats the runner-up's,
+            to check that no choice rests on a near-tie. Default: False.
+
+    Shape:
+        Returns a LongTensor (N, L, H) of key positions; with ``return_margin``, also a tensor
+        (N, L, H) of weight differences (0 when only one token is a candidate).
+
+    Examples:
+        >>> w = torch.zeros(1, 1, 1, 5, 5)  # (L, B, H, T, T): [CLS] a b c [SEP]
+        >>> w[0, 0, 0, 1] = torch.tensor([0.5, 0.0, 0.1, 0.3, 0.1])  # from "a": mostly [CLS], then c
+        >>> most_attended(w, [Relation(0, (1,), (2,))], torch.ones(1, 5)).flatten().tolist()
+        [3]
+        >>> _, margin = most_attended(w, [Relation(0, (1,), (2,))], torch.ones(1, 5), return_margin=True)
+        >>> round(margin.item(), 6)  # c (0.3) beats b (0.1)
+        0.2
+    """
+    stacked = _stack_weights(weights)  # (L, B, H, T, T)
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != stacked.shape[1:4:2]:
+        expected = (stacked.shape[1], stacked.shape[3])  # (B, T)
+        raise ValueError(f"attention_mask: expected a tensor of shape (B, T) = {expected}")
+    lengths = attention_mask.sum(dim=1).tolist()  # real tokens of each sentence, [CLS] and [SEP] included
+    result = torch.empty(len(relations), stacked.shape[0], stacked.shape[2], dtype=torch.long)
+    margin = torch.zeros(result.shape, dtype=stacked.dtype)
+    for n, relation in enumerate(relations):
+        length = int(lengths[relation.sentence])
+        if max(relation.query + relation.target) >= length - 1:
+            raise ValueError(f"relations[{n}]: positions beyond the sentence's last word ({length - 2})")
+        rows = stacked[:, relation.sentence][:, :, list(relation.query), :length].mean(dim=2)  # (L, H, T')
+        candidates = torch.ones(length, dtype=torch.bool)
+        candidates[[0, length - 1, *relation.query]] = False  # not [CLS], [SEP] or the query itself
+        rows = rows.masked_fill(~candidates, float("-inf"))
+        result[n] = rows.argmax(dim=-1)  # (L, H, T') -> (L, H)
+        if return_margin and int(candidates.sum()) > 1:
+            top = rows.topk(2, dim=-1).values  # (L, H, 2): the two largest candidate weights
+            margin[n] = top[..., 0] - top[..., 1]
+    return (result, margin) if return_margin else result
+
+
+def relation_hits(
+    weights: Sequence[torch.Tensor] | torch.Tensor,
+    relations: Sequence[Relation],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Does each head attend most to the relation's target (to any of its pieces)?
+
+    Args:
+        weights: the model's attention, L tensors (B, H, T, T) or one tensor (L, B, H, T, T).
+        relations: the N relations.
+        attention_mask: (B, T), 1 on the real tokens.
+
+    Shape:
+        Returns a bool tensor (N, L, H), like :func:`pair_correct`, so that :func:`best_head`
+        chooses a head on some relations and the others test it.
+
+    Examples:
+        >>> w = torch.zeros(1, 1, 2, 5, 5)  # (L, B, H, T, T): two heads
+        >>> w[0, 0, 0, 1, 2] = 1.0  # head 0: from position 1 to position 2
+        >>> w[0, 0, 1, 1, 3] = 1.0  # head 1: from position 1 to position 3
+        >>> relation_hits(w, [Relation(0, (1,), (3,))], torch.ones(1, 5)).tolist()
+        [[[False, True]]]
+    """
+    chosen = most_attended(weights, relations, attention_mask)  # (N, L, H)
+    return torch.stack([torch.isin(chosen[n], torch.tensor(r.target)) for n, r in enumerate(relations)])
+
+
+def offset_hits(relations: Sequence[Relation], offsets: Sequence[int]) -> torch.Tensor:
+    """The positional baseline: would the rule "attend to the token k places away" hit the target?
+
+    Offset k > 0 counts from the query word's last piece (k = 1: the next token), k < 0 from its
+    first piece (k = -1: the previous token). A head that follows one of these rules is a
+    positional head; a relation is only worth crediting to a head that beats all of them.
+
+    Args:
+        relations: the N relations.
+        offsets: the K offsets to try (non-zero ints).
+
+    Shape:
+        Returns a bool tensor (N, K).
+
+    Examples:
+        >>> r = [Relation(0, (1,), (3,)), Relation(0, (4,), (3,))]
+        >>> offset_hits(r, [-1, 1, 2]).tolist()
+        [[False, False, True], [True, False, False]]
+    """
+    if not offsets or not all(isinstance(k, int) and not isinstance(k, bool) and k != 0 for k in offsets):
+        raise ValueError(f"offsets: expected non-zero ints, got {list(offsets)}")
+    hits = torch.zeros(len(relations), len(offsets), dtype=torch.bool)
+    for n, relation in enumerate(relations):
+        for i, k in enumerate(offsets):
+            hits[n, i] = (relation.query[-1] + k if k > 0 else relation.query[0] + k) in relation.target
+    return hits

@@ -12,7 +12,8 @@
 - :class:`StateBottleneck`: an encoder-decoder whose only link is one fixed-size vector, for the
   copy task of :func:`~transformer_course.tasks.make_copy_data`.
 
-Legend: B batch, T length, D model width, H hidden width, C classes, V symbols.
+Legend: B batch, T length, D model width, N_h hidden width of a recurrent network, C classes,
+V symbols.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class RecurrentClassifier(nn.Module):
 
     Args:
         cell: ``"rnn"`` or ``"lstm"``.
-        hidden_size: H.
+        hidden_size: N_h.
         vocab_size: number of token ids. Default: ``tasks.VOCAB_SIZE`` (17).
         embed_dim: width of the token vectors. Default: 16.
         num_classes: C. Default: ``tasks.NUM_ANSWERS`` (8).
@@ -136,8 +137,8 @@ class RecurrentClassifier(nn.Module):
         self.readout = nn.Linear(hidden_size, num_classes)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        states, _ = self.recurrent(self.embedding(input_ids))  # (B, T) -> (B, T, E) -> (B, T, H)
-        return self.readout(states[:, -1])  # the query position: (B, H) -> (B, C)
+        states, _ = self.recurrent(self.embedding(input_ids))  # (B, T) -> (B, T, E) -> (B, T, N_h)
+        return self.readout(states[:, -1])  # the query position: (B, N_h) -> (B, C)
 
 
 class EncoderClassifier(nn.Module):
@@ -196,7 +197,7 @@ MODEL_KINDS = ("rnn", "lstm", "encoder")
 def make_recall_model(kind: str) -> nn.Module:
     """One of the book's three models for the recall task, freshly initialised.
 
-    ``"rnn"``: tanh RNN, H = 64; ``"lstm"``: LSTM, H = 32 (both with 16-dimensional token
+    ``"rnn"``: tanh RNN, N_h = 64; ``"lstm"``: LSTM, N_h = 32 (both with 16-dimensional token
     vectors); ``"encoder"``: :class:`EncoderClassifier` at the sizes of
     :class:`RecallEncoderConfig`. The
     recurrent widths are kept small so that chapter 1's grid fits its time budget on two CPU
@@ -228,7 +229,7 @@ class StateBottleneck(nn.Module):
     Args:
         length: T, the number of symbols to rebuild.
         num_symbols: V. Default: 8.
-        hidden_size: H, the width of the one vector. Default: 32.
+        hidden_size: N_h, the width of the one vector. Default: 32.
         embed_dim: width of the symbol vectors. Default: 16.
 
     Shape:
@@ -257,6 +258,6 @@ class StateBottleneck(nn.Module):
             raise ValueError(
                 f"input_ids: expected shape (B, T={self.length}), got {tuple(input_ids.shape)}"
             )
-        _, (h_T, _) = self.encoder(self.embedding(input_ids))  # h_T: (1, B, H), the only link
-        logits = self.decoder(h_T[0])  # (B, H) -> (B, T * V)
+        _, (h_T, _) = self.encoder(self.embedding(input_ids))  # h_T: (1, B, N_h), the only link
+        logits = self.decoder(h_T[0])  # (B, N_h) -> (B, T * V)
         return logits.view(-1, self.length, self.num_symbols)  # (B, T * V) -> (B, T, V)

@@ -1,7 +1,7 @@
 """Figures of the book, drawn with matplotlib so that every chapter makes its own.
 
 - :func:`draw_encoder_stack`: the encoder diagram (input embedding + positional encoding, then
-  N × [multi-head self-attention, add & norm, feed-forward, add & norm], then the outputs).
+  L × [multi-head self-attention, add & norm, feed-forward, add & norm], then the outputs).
 - :func:`draw_encoder_decoder`: the 2017 Transformer's two stacks side by side, with the arrow
   that carries the encoder's output into every decoder layer's cross-attention.
 - :func:`draw_norm_placement`: one encoder layer drawn post-LN (2017, BERT) or pre-LN, to put
@@ -71,6 +71,17 @@ def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **kwa
     ax.add_patch(FancyArrowPatch(start, end, shrinkA=0, shrinkB=0, **style))
 
 
+def _layers_label(num_layers: object) -> str:
+    """ "L×", or "6×" for six layers: the label beside a repeated layer (num_layers checked here)."""
+    if num_layers is None:
+        return "L×"
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int):
+        raise TypeError(f"num_layers: expected a positive int or None, got {type(num_layers).__name__}")
+    if num_layers <= 0:
+        raise ValueError(f"num_layers: expected a positive int or None, got {num_layers}")
+    return f"{num_layers}×"
+
+
 def _residual(ax: Axes, y_from: float, y_to: float, x_box: float, x_side: float) -> None:
     """A skip connection: leave the main line at ``y_from``, go round on the left, enter at ``y_to``."""
     x_mid = x_box + 0.0
@@ -89,7 +100,8 @@ def draw_encoder_stack(
 
     Args:
         ax: the matplotlib Axes to draw on (its axis lines are hidden).
-        num_layers: the L of "L×" next to the repeated layer; ``None`` writes "N×".
+        num_layers: the L of "L×" next to the repeated layer; ``None`` writes "L×" (the book's symbol
+            for the number of layers).
         show_shapes: write the tensor shape of each stage on the right. Default: True.
         title: optional title of the Axes.
 
@@ -110,10 +122,7 @@ def draw_encoder_stack(
         >>> plt.close(fig)
     """
     _check_axes(ax)
-    if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int)):
-        raise TypeError(f"num_layers: expected a positive int or None, got {type(num_layers).__name__}")
-    if num_layers is not None and num_layers <= 0:
-        raise ValueError(f"num_layers: expected a positive int or None, got {num_layers}")
+    label = _layers_label(num_layers)
     if not isinstance(show_shapes, bool):
         raise TypeError(f"show_shapes: expected a bool, got {type(show_shapes).__name__}")
 
@@ -145,7 +154,6 @@ def draw_encoder_stack(
                        boxstyle="round,pad=0.05,rounding_size=0.3",
                        facecolor=COLORS["layer"], edgecolor=COLORS["edge"], linewidth=1.6)
     )
-    label = "N×" if num_layers is None else f"{num_layers}×"
     ax.text(x0 - 1.2, (y_frame0 + y_frame1) / 2, label, ha="right", va="center",
             fontsize=16, fontweight="bold")
     _arrow(ax, (xc, y_add + 0.3), (xc, y_attn))
@@ -206,7 +214,8 @@ def draw_encoder_decoder(ax: Axes, num_layers: int | None = None, title: str | N
 
     Args:
         ax: the matplotlib Axes to draw on (its axis lines are hidden).
-        num_layers: the L of "L×" next to both stacks; ``None`` writes "N×".
+        num_layers: the L of "L×" next to both stacks; ``None`` writes "L×" (the book's symbol
+            for the number of layers).
         title: optional title of the Axes.
 
     Returns:
@@ -223,11 +232,7 @@ def draw_encoder_decoder(ax: Axes, num_layers: int | None = None, title: str | N
         >>> plt.close(fig)
     """
     _check_axes(ax)
-    if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int)):
-        raise TypeError(f"num_layers: expected a positive int or None, got {type(num_layers).__name__}")
-    if num_layers is not None and num_layers <= 0:
-        raise ValueError(f"num_layers: expected a positive int or None, got {num_layers}")
-    label = "N×" if num_layers is None else f"{num_layers}×"
+    label = _layers_label(num_layers)
     w, h, hn = 4.0, 0.9, 0.6  # box width, box height, add & norm height
     xe, xd = 1.0, 7.6  # left edges of the encoder and decoder columns
     ce, cd = xe + w / 2, xd + w / 2  # their centre lines

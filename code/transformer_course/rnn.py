@@ -13,7 +13,8 @@ Jacobian per step (:func:`step_jacobian`):
 
     dh_t / dh_{t-1} = diag(1 - h_t^2) W_hh.
 
-Legend: B batch, T length, I input width, H hidden width.
+Legend: B batch, T length, I input width, N_h hidden width (H is kept for the number of
+attention heads elsewhere in the book).
 """
 
 from __future__ import annotations
@@ -39,17 +40,17 @@ class ElmanRNN(nn.Module):
 
     Args:
         input_size: width I of each input vector x_t.
-        hidden_size: width H of the hidden state h_t.
+        hidden_size: width N_h of the hidden state h_t.
         bias: learn the biases ``bias_ih`` and ``bias_hh``. Default: True.
 
-    Parameters (as in ``torch.nn.RNN``, without its ``_l0`` suffix): ``weight_ih`` (H, I),
-    ``weight_hh`` (H, H), ``bias_ih`` (H,), ``bias_hh`` (H,), each initialised uniformly in
-    ±1/√H as PyTorch does.
+    Parameters (as in ``torch.nn.RNN``, without its ``_l0`` suffix): ``weight_ih`` (N_h, I),
+    ``weight_hh`` (N_h, N_h), ``bias_ih`` (N_h,), ``bias_hh`` (N_h,), each initialised uniformly in
+    ±1/√N_h as PyTorch does.
 
     Shape:
-        x: (B, T, I); h0: (B, H), zeros if not given. Returns ``(output, h_T)``: output
-        (B, T, H) holds h_1 .. h_T, and h_T (B, H) is the last state. (``torch.nn.RNN`` takes
-        and returns the state as (1, B, H).)
+        x: (B, T, I); h0: (B, N_h), zeros if not given. Returns ``(output, h_T)``: output
+        (B, T, N_h) holds h_1 .. h_T, and h_T (B, N_h) is the last state. (``torch.nn.RNN`` takes
+        and returns the state as (1, B, N_h).)
 
     Examples:
         >>> rnn = ElmanRNN(input_size=3, hidden_size=4)
@@ -78,7 +79,7 @@ class ElmanRNN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """PyTorch's RNN initialisation: every parameter uniform in ±1/√H."""
+        """PyTorch's RNN initialisation: every parameter uniform in ±1/√N_h."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
@@ -87,14 +88,14 @@ class ElmanRNN(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
 
     def step(self, x_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """One time step: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh). (B, I), (B, H) -> (B, H)."""
-        pre = x_t @ self.weight_ih.T + h @ self.weight_hh.T  # (B, I) @ (I, H) + (B, H) @ (H, H)
+        """One time step: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh). (B, I), (B, N_h) -> (B, N_h)."""
+        pre = x_t @ self.weight_ih.T + h @ self.weight_hh.T  # (B, I) @ (I, N_h) + (B, N_h) @ (N_h, N_h)
         if self.bias_ih is not None:
             pre = pre + self.bias_ih + self.bias_hh
-        return torch.tanh(pre)  # (B, H)
+        return torch.tanh(pre)  # (B, N_h)
 
     def _check_inputs(self, x: torch.Tensor, h0: torch.Tensor | None) -> None:
-        """Check that x is float (B, T, I) and h0 is None or (B, H) of the same dtype."""
+        """Check that x is float (B, T, I) and h0 is None or (B, N_h) of the same dtype."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
@@ -111,23 +112,23 @@ class ElmanRNN(nn.Module):
             raise TypeError(f"h0: expected a torch.Tensor or None, got {type(h0).__name__}")
         if tuple(h0.shape) != (x.shape[0], self.hidden_size):
             raise ValueError(
-                f"h0: expected shape (B, H) = ({x.shape[0]}, {self.hidden_size}), got {tuple(h0.shape)}"
+                f"h0: expected shape (B, N_h) = ({x.shape[0]}, {self.hidden_size}), got {tuple(h0.shape)}"
             )
         if h0.dtype != x.dtype:
             raise TypeError(f"h0: expected dtype {x.dtype} (that of x), got {h0.dtype}")
 
     def states(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Every hidden state ``[h_0, h_1, ..., h_T]``, each a (B, H) tensor of the graph.
+        """Every hidden state ``[h_0, h_1, ..., h_T]``, each a (B, N_h) tensor of the graph.
 
         Keeping the states as separate tensors lets autograd give the gradient with respect to
         each of them (see :func:`hidden_state_gradients`).
         """
         self._check_inputs(x, h0)
         B, T, _ = x.shape
-        h = x.new_zeros(B, self.hidden_size) if h0 is None else h0  # (B, H)
+        h = x.new_zeros(B, self.hidden_size) if h0 is None else h0  # (B, N_h)
         states = [h]
         for t in range(T):  # sequential: step t needs h_{t-1}
-            h = self.step(x[:, t], h)  # (B, I), (B, H) -> (B, H)
+            h = self.step(x[:, t], h)  # (B, I), (B, N_h) -> (B, N_h)
             states.append(h)
         return states
 
@@ -135,7 +136,7 @@ class ElmanRNN(nn.Module):
         self, x: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         states = self.states(x, h0)
-        output = torch.stack(states[1:], dim=1)  # T x (B, H) -> (B, T, H)
+        output = torch.stack(states[1:], dim=1)  # T x (B, N_h) -> (B, T, N_h)
         return output, states[-1]
 
     @classmethod
@@ -169,7 +170,7 @@ def step_jacobian(rnn: ElmanRNN, h_t: torch.Tensor) -> torch.Tensor:
     tanh' = 1 - tanh^2, so the new state alone gives the derivative of the non-linearity.
 
     Shape:
-        h_t: (B, H) -> (B, H, H), entry [b, i, j] = d h_t[b, i] / d h_{t-1}[b, j].
+        h_t: (B, N_h) -> (B, N_h, N_h), entry [b, i, j] = d h_t[b, i] / d h_{t-1}[b, j].
 
     Examples:
         >>> rnn = ElmanRNN(2, 3)
@@ -181,8 +182,8 @@ def step_jacobian(rnn: ElmanRNN, h_t: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"rnn: expected an ElmanRNN, got {type(rnn).__name__}")
     if not isinstance(h_t, torch.Tensor) or h_t.ndim != 2 or h_t.shape[-1] != rnn.hidden_size:
         shape = tuple(h_t.shape) if isinstance(h_t, torch.Tensor) else type(h_t).__name__
-        raise ValueError(f"h_t: expected shape (B, H={rnn.hidden_size}), got {shape}")
-    return (1 - h_t**2)[:, :, None] * rnn.weight_hh  # (B, H, 1) * (H, H) -> (B, H, H)
+        raise ValueError(f"h_t: expected shape (B, N_h={rnn.hidden_size}), got {shape}")
+    return (1 - h_t**2)[:, :, None] * rnn.weight_hh  # (B, N_h, 1) * (N_h, N_h) -> (B, N_h, N_h)
 
 
 def spectral_radius(matrix: torch.Tensor) -> float:
@@ -194,7 +195,7 @@ def spectral_radius(matrix: torch.Tensor) -> float:
     """
     if not isinstance(matrix, torch.Tensor) or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
-        raise ValueError(f"matrix: expected a square (H, H) tensor, got {shape}")
+        raise ValueError(f"matrix: expected a square (N_h, N_h) tensor, got {shape}")
     return torch.linalg.eigvals(matrix.detach().double()).abs().max().item()
 
 
@@ -222,7 +223,7 @@ def hidden_state_gradients(
     The parameters' ``.grad`` are left untouched.
 
     Shape:
-        x: (B, T, I); w: (H,); h0: (B, H) or None -> (B, T + 1, H).
+        x: (B, T, I); w: (N_h,); h0: (B, N_h) or None -> (B, T + 1, N_h).
 
     Examples:
         >>> rnn = ElmanRNN(2, 3)
@@ -234,11 +235,11 @@ def hidden_state_gradients(
         raise TypeError(f"rnn: expected an ElmanRNN, got {type(rnn).__name__}")
     if not isinstance(w, torch.Tensor) or w.ndim != 1 or w.shape[0] != rnn.hidden_size:
         shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-        raise ValueError(f"w: expected shape (H={rnn.hidden_size},), got {shape}")
+        raise ValueError(f"w: expected shape (N_h={rnn.hidden_size},), got {shape}")
     rnn._check_inputs(x, h0)
     h0 = x.new_zeros(x.shape[0], rnn.hidden_size) if h0 is None else h0
     with torch.enable_grad():
-        states = rnn.states(x, h0.detach().requires_grad_(True))  # T + 1 tensors (B, H)
+        states = rnn.states(x, h0.detach().requires_grad_(True))  # T + 1 tensors (B, N_h)
         loss = (states[-1] @ w).sum()
         grads = torch.autograd.grad(loss, states)
-    return torch.stack(grads, dim=1)  # T + 1 x (B, H) -> (B, T + 1, H)
+    return torch.stack(grads, dim=1)  # T + 1 x (B, N_h) -> (B, T + 1, N_h)

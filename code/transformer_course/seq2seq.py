@@ -19,7 +19,8 @@ decoder_input)`` gives the logits of every output position. Training feeds the t
 symbols to the decoder (teacher forcing: ``decoder_input = shift_right(target)``);
 :func:`greedy_decode` feeds back the model's own best guesses instead, one position at a time.
 
-Legend: B batch, S source length, n target length, D model width, H heads, V symbols.
+Legend: B batch, S source length, n target length, D model width, H heads, N_h a GRU's width
+per direction, V symbols.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ class GRUSeq2Seq(nn.Module):
     """A GRU encoder-decoder, with or without attention over the encoder's outputs.
 
     Encoder: a bidirectional GRU of ``hidden_size`` per direction reads the embedded source,
-    giving outputs e_s of width W = 2 ``hidden_size`` and a final state per direction.
+    giving outputs e_s of width 2 N_h (N_h = ``hidden_size``) and a final state per direction.
     Bridge: ``h_0 = tanh(bridge([forward final; backward final]))``, the decoder's initial state.
-    Decoder: a GRU of width W over the embedded decoder input (start token, then symbols), states
+    Decoder: a GRU of width 2 N_h over the embedded decoder input (start token, then symbols), states
     h_t. Without attention the logits are ``readout(h_t)``; with attention::
 
         score(t, s) = h_t · W_a e_s            (W_a: ``score``, no bias)
@@ -121,10 +122,10 @@ class GRUSeq2Seq(nn.Module):
         self.readout = nn.Linear(width, num_symbols)
 
     def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's outputs (B, S, W) and the decoder's initial state (B, W)."""
+        """The encoder's outputs (B, S, 2N_h) and the decoder's initial state (B, 2N_h)."""
         _checks.token_ids(source, self.num_symbols, "source")
-        outputs, finals = self.encoder(self.source_embedding(source))  # (B, S, W), (2, B, W / 2)
-        both = torch.cat([finals[0], finals[1]], dim=-1)  # forward and backward final: (B, W)
+        outputs, finals = self.encoder(self.source_embedding(source))  # (B, S, 2N_h), (2, B, N_h)
+        both = torch.cat([finals[0], finals[1]], dim=-1)  # forward and backward final: (B, 2N_h)
         return outputs, torch.tanh(self.bridge(both))  # the one vector the decoder starts from
 
     def decode(
@@ -136,16 +137,16 @@ class GRUSeq2Seq(nn.Module):
         """Logits (B, n, V) of every output position; with ``return_attention`` also the
         attention weights (B, n, S) (attention models only)."""
         _checks.token_ids(decoder_input, self.num_symbols + 1, "decoder_input")
-        outputs, initial = memory  # (B, S, W), (B, W)
-        states, _ = self.decoder(self.target_embedding(decoder_input), initial[None])  # (B, n, W)
+        outputs, initial = memory  # (B, S, 2N_h), (B, 2N_h)
+        states, _ = self.decoder(self.target_embedding(decoder_input), initial[None])  # (B, n, 2N_h)
         if not self.attention:
             if return_attention:
                 raise ValueError("return_attention: this model has no attention (attention=False)")
-            return self.readout(states)  # (B, n, W) -> (B, n, V)
-        scores = states @ self.score(outputs).transpose(1, 2)  # (B, n, W) @ (B, W, S) -> (B, n, S)
+            return self.readout(states)  # (B, n, 2N_h) -> (B, n, V)
+        scores = states @ self.score(outputs).transpose(1, 2)  # (B, n, 2N_h) @ (B, 2N_h, S) -> (B, n, S)
         weights = torch.softmax(scores, dim=-1)  # each output position's weights over the source
-        context = weights @ outputs  # (B, n, S) @ (B, S, W) -> (B, n, W)
-        combined = torch.tanh(self.combine(torch.cat([context, states], dim=-1)))  # (B, n, W)
+        context = weights @ outputs  # (B, n, S) @ (B, S, 2N_h) -> (B, n, 2N_h)
+        combined = torch.tanh(self.combine(torch.cat([context, states], dim=-1)))  # (B, n, 2N_h)
         logits = self.readout(combined)  # (B, n, V)
         return (logits, weights) if return_attention else logits
 

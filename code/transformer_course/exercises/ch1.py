@@ -67,7 +67,7 @@ def check_predict_norm(predicted_norm, measured_norm) -> None:
         )
 
     generator = torch.Generator().manual_seed(1701)
-    cases = [  # (I, H, steps, radius, orthogonal W_hh, biases)
+    cases = [  # (I, N_h, steps, radius, orthogonal W_hh, biases)
         (3, 11, 17, 0.8, True, False),
         (5, 7, 12, 1.1, False, True),
         (2, 9, 6, 0.9, False, False),
@@ -87,7 +87,7 @@ def check_predict_norm(predicted_norm, measured_norm) -> None:
         got = _as_float(measured_norm(cell, w.clone(), steps), "measured_norm")
         kind = ("an orthogonal" if orthogonal else "a non-orthogonal") + " W_hh " + (
             "and non-zero biases" if biases else "and zero biases")
-        hint = (f"measured_norm is off for a cell with H = {hidden}, {kind}, {steps} steps: "
+        hint = (f"measured_norm is off for a cell with N_h = {hidden}, {kind}, {steps} steps: "
                 "multiply the row vector w by one step Jacobian per step, from the loss back to h_0, "
                 "each taken at the state that step produced")
         if orthogonal and not biases:

@@ -1,8 +1,8 @@
 """Checkers of chapter 2's exercises (the Transformer architecture).
 
-- ``ch2-pre-ln``: ``gradient_norms(net, x, w)`` against
-  :func:`~transformer_course.gradient_flow.input_gradient_log10_norms` on pre-LN and post-LN
-  encoders of sizes and lengths the chapter does not use.
+- ``ch2-pre-ln``: ``gradient_matrix(net, x, w)``, the (T, T) gradient norms for a loss on every
+  position, against the full Jacobian on pre-LN and post-LN encoders of sizes and lengths the
+  chapter does not use.
 - ``ch2-attention-memory``: ``attention_weight_count(num_layers, num_heads, T)`` against the
   number of weights an actual encoder returns with ``return_attention=True``, and
   ``hidden_number_count(T, d_model)`` against the size of an actual RNN's sequence of states.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import encoder, gradient_flow
+from .. import encoder
 from ._core import NotYet, checker, expect, expect_close
 
 # ---------------------------------------------------------------- ch2-pre-ln
@@ -26,9 +26,15 @@ def _encoder(num_layers: int, d_model: int, num_heads: int, norm_first: bool, se
     return net.double().eval()
 
 
+def _gradient_matrix(net: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The reference answer: |d (y_i . w) / d x_t| for every i and t, from the full Jacobian: (T, T)."""
+    jacobian = torch.autograd.functional.jacobian(lambda leaf: net(leaf)[0] @ w, x)  # (T, 1, T, D)
+    return jacobian[:, 0].norm(dim=-1)  # (T, T, D) -> (T, T): row i = loss position, column t = input
+
+
 @checker("ch2-pre-ln")
-def check_pre_ln(gradient_norms) -> None:
-    """Gradient norms at every position, compared with the package on unseen encoders."""
+def check_pre_ln(gradient_matrix) -> None:
+    """Gradient norms for every loss position and input position, on unseen encoders."""
     cases = [  # (L, D, H, T, norm_first, seed)
         (3, 24, 3, 19, True, 11),
         (1, 16, 2, 7, False, 12),
@@ -39,21 +45,29 @@ def check_pre_ln(gradient_norms) -> None:
         generator = torch.Generator().manual_seed(seed)
         x = torch.randn(1, T, d_model, generator=generator, dtype=torch.float64)  # (1, T, D)
         w = torch.randn(d_model, generator=generator, dtype=torch.float64)  # (D,)
-        expected = 10 ** gradient_flow.input_gradient_log10_norms(net, x, w)[0]  # (T,)
-        got = gradient_norms(net, x.clone(), w.clone())
-        expect(isinstance(got, torch.Tensor), f"gradient_norms should return a torch.Tensor of shape (T,), "
-                                              f"got {type(got).__name__}")
-        got = got.detach()
+        expected = _gradient_matrix(net, x, w).detach()  # (T, T)
+        given = x.clone()
+        got = gradient_matrix(net, given, w.clone())
+        expect(torch.equal(given, x) and not given.requires_grad and given.grad is None,
+               "gradient_matrix changed its input x (its values, requires_grad or .grad): work on a copy")
+        expect(isinstance(got, torch.Tensor),
+               f"gradient_matrix should return a torch.Tensor of shape (T, T), got {type(got).__name__}")
+        got = got.detach().to(expected.dtype)
+        expect(tuple(got.shape) == (T, T),
+               f"gradient_matrix should return shape (T, T) = ({T}, {T}): one row per loss position, one "
+               f"column per input position; got {tuple(got.shape)}")
         kind = "pre-LN" if norm_first else "post-LN"
-        if got.shape == expected.shape and got.abs().max() < 1e-12:
+        if got.abs().max() < 1e-12:
             raise NotYet("every gradient is zero: a loss that sums the outputs has no gradient through the "
-                         "final layer norm; read the last position in the direction w")
-        if got.shape == expected.shape and got[0] > got[-1] and expected[0] < expected[-1]:
-            raise NotYet(f"your largest gradient is at position 0 ({kind}, T = {T}): the loss reads the "
-                         "last position only")
+                         "final layer norm; read position i in the direction w")
+        if torch.allclose(got, expected.T, rtol=1e-6, atol=1e-12):
+            raise NotYet("rows and columns are swapped: entry [i, t] is for the loss on position i and the "
+                         "input x_t")
+        if torch.allclose(got, got[-1].expand(T, T)):
+            raise NotYet("every row is the same: row i must put the loss on position i, not on the last one")
         expect_close(got, expected,
-                     f"wrong norms for a {kind} encoder with L = {num_layers}, D = {d_model}, T = {T}: "
-                     "one norm of the gradient of the loss with respect to each input vector x_t",
+                     f"wrong norms for a {kind} encoder with L = {num_layers}, D = {d_model}, T = {T}: entry "
+                     "[i, t] is one norm of the gradient of y_i . w with respect to the input vector x_t",
                      atol=1e-12, rtol=1e-6)
 
 

@@ -212,36 +212,36 @@ def check_masks(padding_mask: Callable, causal_mask: Callable) -> None:
 
 @checker("ch4-split-heads")
 def check_split_heads(split_heads: Callable, merge_heads: Callable) -> None:
-    """split_heads(x, H) and merge_heads(x): head h = columns h·Dh to (h+1)·Dh - 1, round trips."""
+    """split_heads(x, H) and merge_heads(x): head h = columns h·D_h to (h+1)·D_h - 1, round trips."""
     gen = _seeded(44)
     for B, T, D, H in ((3, 7, 12, 4), (2, 5, 20, 5), (1, 6, 9, 3), (2, 4, 6, 1)):
-        Dh = D // H
+        D_h = D // H
         x = torch.randn(B, T, D, generator=gen)
         heads = _call(split_heads, "split_heads", x.clone(), H)
         expect(isinstance(heads, torch.Tensor), "split_heads should return a torch.Tensor")
         expect(
-            tuple(heads.shape) == (B, H, T, Dh),
-            f"split_heads should give (B, H, T, Dh) = {(B, H, T, Dh)} for x of shape {(B, T, D)} "
+            tuple(heads.shape) == (B, H, T, D_h),
+            f"split_heads should give (B, H, T, D_h) = {(B, H, T, D_h)} for x of shape {(B, T, D)} "
             f"and H = {H}, got {tuple(heads.shape)}",
         )
         for h in range(H):
             expect(
-                torch.equal(heads[:, h], x[..., h * Dh : (h + 1) * Dh]),
-                "head h should hold, for every token, the columns h·Dh to (h+1)·Dh - 1 of x: "
-                "cut D into (H, Dh) first, then bring H in front of T",
+                torch.equal(heads[:, h], x[..., h * D_h : (h + 1) * D_h]),
+                "head h should hold, for every token, the columns h·D_h to (h+1)·D_h - 1 of x: "
+                "cut D into (H, D_h) first, then bring H in front of T",
             )
-        y = torch.randn(B, H, T, Dh, generator=gen)
+        y = torch.randn(B, H, T, D_h, generator=gen)
         merged = _call(merge_heads, "merge_heads", y.clone())
         expect(isinstance(merged, torch.Tensor), "merge_heads should return a torch.Tensor")
         expect(
             tuple(merged.shape) == (B, T, D),
-            f"merge_heads should give (B, T, D) = {(B, T, D)} for heads of shape {(B, H, T, Dh)}, "
+            f"merge_heads should give (B, T, D) = {(B, T, D)} for heads of shape {(B, H, T, D_h)}, "
             f"got {tuple(merged.shape)}",
         )
         expect(
             torch.equal(merged, y.transpose(1, 2).reshape(B, T, D)),
-            "merge_heads should put the heads of each token side by side (head 0's Dh columns, "
-            "then head 1's, ...): bring T back in front of H before joining (H, Dh) into D",
+            "merge_heads should put the heads of each token side by side (head 0's D_h columns, "
+            "then head 1's, ...): bring T back in front of H before joining (H, D_h) into D",
         )
         expect(
             torch.equal(merge_heads(split_heads(x, H)), x) and torch.equal(split_heads(merged, H), y),
@@ -256,17 +256,17 @@ def check_split_heads(split_heads: Callable, merge_heads: Callable) -> None:
 def check_single_head(single_head: type) -> None:
     """SingleHead(d_model, head_dim): the formula on its own projections, with and without padding."""
     gen = _seeded(45)
-    for seed, (B, T, D, Dh) in enumerate(((3, 6, 12, 5), (2, 4, 10, 4))):
-        head = _build(single_head, "SingleHead", D, Dh, seed=seed)
+    for seed, (B, T, D, D_h) in enumerate(((3, 6, 12, 5), (2, 4, 10, 4))):
+        head = _build(single_head, "SingleHead", D, D_h, seed=seed)
         q_proj, k_proj, v_proj = (
-            _linear(head, name, "SingleHead", (D, Dh)) for name in ("q_proj", "k_proj", "v_proj")
+            _linear(head, name, "SingleHead", (D, D_h)) for name in ("q_proj", "k_proj", "v_proj")
         )
         x = torch.randn(B, T, D, generator=gen)
         lengths = torch.randint(1, T + 1, (B,), generator=gen)
         lengths[0] = T - 1  # at least one sentence is padded
         pad = torch.arange(T)[None, :] < lengths[:, None]  # (B, T), True = real token
         with torch.no_grad():
-            q, k, v = q_proj(x), k_proj(x), v_proj(x)  # (B, T, Dh) each, from the student's weights
+            q, k, v = q_proj(x), k_proj(x), v_proj(x)  # (B, T, D_h) each, from the student's weights
             for mask in (None, pad):
                 expected_out, expected_weights = attention.scaled_dot_product_attention(
                     q, k, v, mask=None if mask is None else mask[:, None, :]
@@ -296,7 +296,7 @@ def check_single_head(single_head: type) -> None:
                 expect_close(
                     weights,
                     expected_weights,
-                    f"{when}, the weights are not softmax(q kᵀ / √Dh) for q = q_proj(x), k = k_proj(x): "
+                    f"{when}, the weights are not softmax(q kᵀ / √D_h) for q = q_proj(x), k = k_proj(x): "
                     + (
                         "check the scale (the width of one head's queries and keys)"
                         if mask is None
@@ -347,7 +347,7 @@ def check_multi_head(multi_head: type) -> None:
                 out,
                 reference(x)[0],
                 "without a mask the output differs from multi-head attention with the same weights: "
-                "check the split into heads, the √Dh scale, how the heads are joined back "
+                "check the split into heads, the √D_h scale, how the heads are joined back "
                 "(each token's heads side by side), and the output projection",
                 atol=1e-5,
             )
