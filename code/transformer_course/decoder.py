@@ -31,7 +31,7 @@ from torch import nn
 
 from . import _checks
 from .attention import MultiHeadAttention, expand_mask
-from .encoder import FeedForward, _activation_name
+from .encoder import FeedForward, _layer_from_torch, _stack_from_torch
 
 __all__ = ["causal_mask", "DecoderLayer", "Decoder"]
 
@@ -177,32 +177,8 @@ class DecoderLayer(nn.Module):
             >>> torch.allclose(ours(x, memory), theirs(x, memory, tgt_mask=look_ahead), atol=1e-6)
             True
         """
-        if not isinstance(torch_layer, nn.TransformerDecoderLayer):
-            raise TypeError(
-                f"torch_layer: expected torch.nn.TransformerDecoderLayer, "
-                f"got {type(torch_layer).__name__}"
-            )
-        if not torch_layer.self_attn.batch_first:
-            raise ValueError("torch_layer: expected batch_first=True (our layers are batch-first)")
-        self_attn = MultiHeadAttention.from_torch(torch_layer.self_attn)
-        ours = cls(
-            d_model=self_attn.d_model,
-            num_heads=self_attn.num_heads,
-            d_ff=torch_layer.linear1.out_features,
-            dropout=torch_layer.dropout.p,
-            activation=_activation_name(torch_layer),
-            norm_first=torch_layer.norm_first,
-            layer_norm_eps=torch_layer.norm1.eps,
-        )
-        ours.self_attn = self_attn
-        ours.cross_attn = MultiHeadAttention.from_torch(torch_layer.multihead_attn)
-        ours = ours.to(device=self_attn.q_proj.weight.device, dtype=self_attn.q_proj.weight.dtype)
-        with torch.no_grad():
-            for name in ("linear1", "linear2"):
-                getattr(ours.feed_forward, name).load_state_dict(getattr(torch_layer, name).state_dict())
-            for name in ("norm1", "norm2", "norm3"):
-                getattr(ours, name).load_state_dict(getattr(torch_layer, name).state_dict())
-        return ours.train(torch_layer.training)
+        return _layer_from_torch(cls, torch_layer, nn.TransformerDecoderLayer,
+                                 norms=("norm1", "norm2", "norm3"), cross_attention="multihead_attn")
 
 
 class Decoder(nn.Module):
@@ -309,26 +285,8 @@ class Decoder(nn.Module):
                 f"torch_decoder: expected torch.nn.TransformerDecoder, "
                 f"got {type(torch_decoder).__name__}"
             )
-        layers = [DecoderLayer.from_torch(layer) for layer in torch_decoder.layers]
-        first = layers[0]
-        ours = cls(
-            num_layers=len(layers),
-            d_model=first.d_model,
-            num_heads=first.self_attn.num_heads,
-            d_ff=first.feed_forward.linear1.out_features,
-            dropout=first.dropout1.p,
-            activation=first.feed_forward.activation_name,
-            norm_first=first.norm_first,
-            layer_norm_eps=first.norm1.eps,
-        )
-        ours.layers = nn.ModuleList(layers)
-        if torch_decoder.norm is None:
-            ours.norm = None
-        else:
-            ours.norm = nn.LayerNorm(first.d_model, eps=torch_decoder.norm.eps)
-            ours.norm.load_state_dict(torch_decoder.norm.state_dict())
-        ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
-        return ours.train(torch_decoder.training)
+        return _stack_from_torch(cls, [DecoderLayer.from_torch(layer) for layer in torch_decoder.layers],
+                                 torch_decoder)
 
 
 # ---------------------------------------------------------------- argument checks

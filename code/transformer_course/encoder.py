@@ -188,31 +188,7 @@ class EncoderLayer(nn.Module):
             >>> torch.allclose(EncoderLayer.from_torch(theirs)(x), theirs(x), atol=1e-6)
             True
         """
-        if not isinstance(torch_layer, nn.TransformerEncoderLayer):
-            raise TypeError(
-                f"torch_layer: expected torch.nn.TransformerEncoderLayer, "
-                f"got {type(torch_layer).__name__}"
-            )
-        if not torch_layer.self_attn.batch_first:
-            raise ValueError("torch_layer: expected batch_first=True (our layers are batch-first)")
-        attn = MultiHeadAttention.from_torch(torch_layer.self_attn)
-        ours = cls(
-            d_model=attn.d_model,
-            num_heads=attn.num_heads,
-            d_ff=torch_layer.linear1.out_features,
-            dropout=torch_layer.dropout.p,
-            activation=_activation_name(torch_layer),
-            norm_first=torch_layer.norm_first,
-            layer_norm_eps=torch_layer.norm1.eps,
-        )
-        ours.self_attn = attn
-        ours = ours.to(device=attn.q_proj.weight.device, dtype=attn.q_proj.weight.dtype)
-        with torch.no_grad():
-            for name in ("linear1", "linear2"):
-                getattr(ours.feed_forward, name).load_state_dict(getattr(torch_layer, name).state_dict())
-            ours.norm1.load_state_dict(torch_layer.norm1.state_dict())
-            ours.norm2.load_state_dict(torch_layer.norm2.state_dict())
-        return ours.train(torch_layer.training)
+        return _layer_from_torch(cls, torch_layer, nn.TransformerEncoderLayer, norms=("norm1", "norm2"))
 
 
 class Encoder(nn.Module):
@@ -308,26 +284,74 @@ class Encoder(nn.Module):
                 f"torch_encoder: expected torch.nn.TransformerEncoder, "
                 f"got {type(torch_encoder).__name__}"
             )
-        layers = [EncoderLayer.from_torch(layer) for layer in torch_encoder.layers]
-        first = layers[0]
-        ours = cls(
-            num_layers=len(layers),
-            d_model=first.d_model,
-            num_heads=first.self_attn.num_heads,
-            d_ff=first.feed_forward.linear1.out_features,
-            dropout=first.dropout1.p,
-            activation=first.feed_forward.activation_name,
-            norm_first=first.norm_first,
-            layer_norm_eps=first.norm1.eps,
+        return _stack_from_torch(cls, [EncoderLayer.from_torch(layer) for layer in torch_encoder.layers],
+                                 torch_encoder)
+
+
+# ---------------------------------------------------------------- copies of torch's modules
+# Shared with the decoder module: its layers and stack are copied the same way.
+
+
+def _layer_from_torch(
+    cls: type[nn.Module],
+    torch_layer: nn.Module,
+    torch_type: type[nn.Module],
+    norms: tuple[str, ...],
+    cross_attention: str | None = None,
+) -> nn.Module:
+    """Our layer ``cls`` with the weights of ``torch_layer`` (a batch-first torch encoder or decoder
+    layer): its self-attention, its ``cross_attention`` (torch's attribute name) if given, its
+    feed-forward network and the layer norms ``norms``, which both sides name alike."""
+    if not isinstance(torch_layer, torch_type):
+        raise TypeError(
+            f"torch_layer: expected torch.nn.{torch_type.__name__}, got {type(torch_layer).__name__}"
         )
-        ours.layers = nn.ModuleList(layers)
-        if torch_encoder.norm is None:
-            ours.norm = None
-        else:
-            ours.norm = nn.LayerNorm(first.d_model, eps=torch_encoder.norm.eps)
-            ours.norm.load_state_dict(torch_encoder.norm.state_dict())
-        ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
-        return ours.train(torch_encoder.training)
+    if not torch_layer.self_attn.batch_first:
+        raise ValueError("torch_layer: expected batch_first=True (our layers are batch-first)")
+    self_attn = MultiHeadAttention.from_torch(torch_layer.self_attn)
+    ours = cls(
+        d_model=self_attn.d_model,
+        num_heads=self_attn.num_heads,
+        d_ff=torch_layer.linear1.out_features,
+        dropout=torch_layer.dropout.p,
+        activation=_activation_name(torch_layer),
+        norm_first=torch_layer.norm_first,
+        layer_norm_eps=torch_layer.norm1.eps,
+    )
+    ours.self_attn = self_attn
+    if cross_attention is not None:
+        ours.cross_attn = MultiHeadAttention.from_torch(getattr(torch_layer, cross_attention))
+    ours = ours.to(device=self_attn.q_proj.weight.device, dtype=self_attn.q_proj.weight.dtype)
+    with torch.no_grad():
+        for name in ("linear1", "linear2"):
+            getattr(ours.feed_forward, name).load_state_dict(getattr(torch_layer, name).state_dict())
+        for name in norms:
+            getattr(ours, name).load_state_dict(getattr(torch_layer, name).state_dict())
+    return ours.train(torch_layer.training)
+
+
+def _stack_from_torch(cls: type[nn.Module], layers: list[nn.Module], torch_stack: nn.Module) -> nn.Module:
+    """Our stack ``cls`` holding ``layers`` (already copied from ``torch_stack``'s) and a copy of
+    torch's final norm (None when torch's stack has none)."""
+    first = layers[0]
+    ours = cls(
+        num_layers=len(layers),
+        d_model=first.d_model,
+        num_heads=first.self_attn.num_heads,
+        d_ff=first.feed_forward.linear1.out_features,
+        dropout=first.dropout1.p,
+        activation=first.feed_forward.activation_name,
+        norm_first=first.norm_first,
+        layer_norm_eps=first.norm1.eps,
+    )
+    ours.layers = nn.ModuleList(layers)
+    if torch_stack.norm is None:
+        ours.norm = None
+    else:
+        ours.norm = nn.LayerNorm(first.d_model, eps=torch_stack.norm.eps)
+        ours.norm.load_state_dict(torch_stack.norm.state_dict())
+    ours = ours.to(device=first.norm1.weight.device, dtype=first.norm1.weight.dtype)
+    return ours.train(torch_stack.training)
 
 
 # ---------------------------------------------------------------- argument checks
