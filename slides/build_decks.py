@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import re
 import shutil
 import sys
@@ -88,14 +89,10 @@ def _short_citation(key: str, narrative: bool) -> str:
     return f"{authors} ({year})" if narrative else f"{authors}, {year}"
 
 
-_BIBLIOGRAPHY = []
-
-
+@functools.cache
 def _bibliography():
     """references.bib, parsed once."""
-    if not _BIBLIOGRAPHY:
-        _BIBLIOGRAPHY.append(parse_file(str(ROOT / "references.bib"), "bibtex"))
-    return _BIBLIOGRAPHY[0]
+    return parse_file(str(ROOT / "references.bib"), "bibtex")
 
 
 def _role_text(match: re.Match, glued: dict[str, str] | None = None) -> str:

@@ -26,8 +26,6 @@ Legend: B batch, T length, D model width, k the offset, |V| the number of symbol
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +34,7 @@ from torch import nn
 from . import _checks
 from .embedding import InputEmbedding
 from .encoder import Encoder
-from .training import TrainConfig, TrainResult, train, warmup_cosine
+from .training import TrainConfig, TrainResult, _threads, train, warmup_cosine
 
 __all__ = [
     "IGNORE",
@@ -296,18 +294,7 @@ def run_comparison(
             torch.manual_seed(seed)
             model = ShiftModel(positional, task.num_symbols, max_len=task.test_len, **model_sizes)
             result = train_shift(model, task, config, seed=seed)
-            with _one_thread():  # as in training: the same numbers whatever the thread count
+            with _threads(1):  # as in training: the same numbers whatever the thread count
                 by_position = accuracy_by_position(model, *task.test_set())
             runs.append(ShiftRun(positional, seed, result, by_position, task.train_len))
     return runs
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the block with one torch thread, then restore the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -501,7 +501,8 @@ def train(
     for hook, name in ((batch_fn, "batch_fn"), (score_fn, "score_fn"), (lr_schedule, "lr_schedule")):
         if hook is not None and not callable(hook):
             raise TypeError(f"{name}: expected a callable or None, got {type(hook).__name__}")
-    if not isinstance(data, SplitData) and not (data is None and batch_fn and score_fn):
+    hooks_replace_data = batch_fn is not None and score_fn is not None
+    if not isinstance(data, SplitData) and not (data is None and hooks_replace_data):
         raise TypeError(
             f"data: expected a tasks.SplitData (or None with both batch_fn and score_fn), "
             f"got {type(data).__name__}"
