@@ -1,8 +1,9 @@
 # Transformers I: set-up, build, test and run the book.
 #
 #   make book     set up, build the HTML book (any warning fails) and its slide decks
+#   make pdf      the whole book as one PDF, _build/pdf/transformers-i.pdf (headless Chromium)
 #   make handouts print every deck to PDF with headless Chromium (_build/handouts/)
-#   make test     set up, Chromium if missing, ruff, full book build, pytest, nbval
+#   make test     set up, Chromium if missing, ruff, full book build, the PDF, pytest, nbval
 #   make lab      JupyterLab on 127.0.0.1 with the project's environment
 #   make student  the student notebooks (exercise solutions taken out) in _build/student/
 #   make execute  re-run every chapter in place so its stored outputs are fresh
@@ -66,10 +67,10 @@ TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv assets book decks student handouts test lint browser nbval pytest lab execute bench gpu-check clean distclean
+.PHONY: help setup venv assets book decks student handouts pdf test lint browser nbval pytest lab execute bench gpu-check clean distclean
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- set-up
 
@@ -148,10 +149,18 @@ student: venv
 handouts: book browser
 	$(PY) slides/print_handouts.py --html $(HTML_DIR) --out $(BUILD_DIR)/handouts
 
+# The whole book as one PDF: the single-page HTML build printed by headless Chromium (see
+# tools/book_pdf.py). Then `make book` again, so the HTML book links to the new PDF (only the
+# introduction is rebuilt).
+pdf: setup browser
+	$(PY) tools/book_pdf.py --out $(BUILD_DIR)/pdf
+	$(MAKE) --no-print-directory book
+
 # ---------------------------------------------------------------- tests
 
 test: setup browser lint
 	$(MAKE) --no-print-directory book BOOK_ALL=1
+	$(MAKE) --no-print-directory pdf
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory nbval
 
@@ -163,7 +172,7 @@ browser:
 	fi
 
 lint: venv
-	ruff check code tests benchmarks slides tools
+	ruff check code tests benchmarks slides tools _theme
 
 # The tests and every docstring example of the package (testpaths in pyproject.toml).
 # `pytest -m "not slow"` is the quick loop: no torchrun, browser or benchmark run.

@@ -2,72 +2,62 @@
 
     python slides/print_handouts.py [--html _build/html] [--out _build/handouts]
 
-The built book is served on 127.0.0.1 (a free port) and each deck is opened with `?print-pdf`,
-reveal.js's print layout (one slide per page, 1280 x 720, fragments shown, no speaker notes),
-then printed by Chromium's `--print-to-pdf`. Any host other than 127.0.0.1 fails to resolve, so
-a handout can never depend on the network. `make handouts` runs this after `make book`.
+The built book is served on 127.0.0.1 and each deck is opened with `?print-pdf`, reveal.js's
+print layout (one slide per page, 1280 x 720, fragments shown, no speaker notes). The script
+waits until reveal.js has laid every slide out as a page and MathJax has typeset the formulas,
+then prints through Chromium's DevTools (`Page.printToPDF`), and checks that the handout has at
+least one page per slide. Any host other than 127.0.0.1 fails to resolve, so a handout can never
+depend on the network. `make handouts` runs this after `make book`.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
-import os
-import shutil
-import subprocess
+import io
 import sys
-import tempfile
-import threading
+import time
 from pathlib import Path
 
 from build_decks import ROOT, deck_path, toc_chapters
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-LOCAL_HOST = "127.0.0.1"
+sys.path.insert(0, str(ROOT / "tools"))
+import headless_chromium  # noqa: E402  (tools/, shared with the book's PDF)
+
+# True once reveal.js is ready and has wrapped every slide in a print page.
+_LAID_OUT = (
+    "window.Reveal && Reveal.isReady() && document.querySelectorAll('.pdf-page').length > 0"
+    " && document.querySelectorAll('.pdf-page').length >="
+    " document.querySelectorAll('.reveal .slides section:not(.stack)').length"
+)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        """No line per request."""
-
-
-def chromium() -> str:
-    for candidate in CHROMIUM_CANDIDATES:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    sys.exit("no Chromium found: `make browser` installs Debian's chromium")
-
-
-def print_deck(browser: str, url: str, pdf: Path, profile: str) -> None:
-    command = [
-        browser,
-        "--headless=new",
-        "--no-sandbox",  # Chromium refuses to run as root otherwise
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-extensions",
-        f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {LOCAL_HOST}",
-        f"--user-data-dir={profile}",
-        "--no-pdf-header-footer",
-        # Virtual time runs until the page is idle (MathJax typeset, reveal laid out), at most
-        # this many ms of it, then prints.
-        "--virtual-time-budget=30000",
-        "--run-all-compositor-stages-before-draw",
-        f"--print-to-pdf={pdf}",
-        url,
-    ]
-    subprocess.run(command, check=True, timeout=180, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    if not pdf.is_file() or pdf.read_bytes()[:5] != b"%PDF-":
-        sys.exit(f"Chromium wrote no PDF for {url}")
+def print_deck(driver, url: str) -> tuple[bytes, int]:
+    """The deck at `url` printed in reveal.js's print layout, and its number of slides."""
+    driver.get(url)
+    headless_chromium.wait_for(driver, _LAID_OUT, "reveal.js's print layout")
+    headless_chromium.settle(driver)
+    slides = driver.execute_script(
+        "return document.querySelectorAll('.reveal .slides section:not(.stack)').length;")
+    # reveal.js gives a tall slide as many pages as its content needs (up to
+    # pdfMaxPagesPerSlide) but forgets the offset it places the slide at, so a slide just taller
+    # than a page loses its last line or two; give such a page room for all of its content.
+    clipped = driver.execute_script(
+        "const unit = Math.floor(Reveal.getConfig().height * (1 + Reveal.getConfig().margin));"
+        "return Array.from(document.querySelectorAll('.pdf-page'))"
+        "  .filter(page => page.scrollHeight > page.clientHeight + 1)"
+        "  .map(page => { page.style.height = Math.ceil(page.scrollHeight / unit) * unit - 1 + 'px';"
+        "    return (page.querySelector('h1, h2, h3') || page).textContent.trim().slice(0, 60); });")
+    if clipped:
+        print(f"  {len(clipped)} slide(s) given another page: {clipped}")
+    # The deck's own @page rule sets the paper size (the slide's size); no margins, no header.
+    pdf = headless_chromium.print_pdf(driver, preferCSSPageSize=True, marginTop=0, marginBottom=0,
+                                      marginLeft=0, marginRight=0)
+    return pdf, slides
 
 
 def main() -> None:
+    from pypdf import PdfReader
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html")
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "handouts")
@@ -78,22 +68,18 @@ def main() -> None:
         sys.exit(f"decks not built: {missing}; run `make book` first")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-
-    handler = functools.partial(_QuietHandler, directory=str(args.html))
-    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://{LOCAL_HOST}:{server.server_address[1]}/"
-    browser = chromium()
-    try:
+    with headless_chromium.serve(args.html) as base, headless_chromium.browser() as driver:
         for deck in decks:
-            pdf = (args.out / Path(deck).name).with_suffix("").with_suffix(".pdf")
-            with tempfile.TemporaryDirectory(prefix="handout-chromium-") as profile:
-                print_deck(browser, f"{base}{deck}?print-pdf", pdf, profile)
+            start = time.perf_counter()
+            data, slides = print_deck(driver, f"{base}{deck}?print-pdf")
+            pages = len(PdfReader(io.BytesIO(data)).pages)
+            if pages < slides:
+                sys.exit(f"{deck}: the handout has {pages} pages for {slides} slides")
+            pdf = args.out / Path(deck).name.replace(".slides.html", ".pdf")
+            pdf.write_bytes(data)
             shown = pdf.relative_to(ROOT) if pdf.is_relative_to(ROOT) else pdf
-            print(f"handout {shown}: {os.path.getsize(pdf) // 1024} KiB")
-    finally:
-        server.shutdown()
-        server.server_close()
+            print(f"handout {shown}: {slides} slides, {pages} pages, {len(data) // 1024} KiB,"
+                  f" {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Shared pytest set-up: the ``gpu`` and ``slow`` markers, hypothesis settings, global torch state
-restored after every test, and small helpers (import them with ``from conftest import ...``)."""
+restored after every test, the accessibility summary at the end of a run, and small helpers
+(import them with ``from conftest import ...``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 # The chapter list and deck paths come from the deck builder itself (slides/build_decks.py), so
 # the tests check exactly what `make book` builds.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slides"))
+# tools/headless_chromium.py: the local server and headless Chromium of the browser tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 settings.register_profile(
     "ci",
@@ -40,6 +43,29 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: starts processes, a browser, the book build or a benchmark; "
         "`pytest -m 'not slow'` is the quick loop, `make test` runs everything",
     )
+
+
+# What axe-core found that does not fail a test ("moderate" and "minor" impact), collected by
+# tests/test_browser.py through record_accessibility_findings and listed once at the end of the
+# run, so that it is seen without -s and without failing the build.
+ACCESSIBILITY_FINDINGS = pytest.StashKey[list]()
+
+
+def record_accessibility_findings(config: pytest.Config, page: str, violations: list[dict]) -> None:
+    """Keeps one (page, rule id, impact, node count) row per violation for the run's summary."""
+    rows = config.stash.setdefault(ACCESSIBILITY_FINDINGS, [])
+    rows += [(page, v["id"], v["impact"], len(v["targets"])) for v in violations]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Lists the recorded accessibility findings, one line per page and rule, after the tests."""
+    rows = config.stash.get(ACCESSIBILITY_FINDINGS, [])
+    if not rows:
+        return
+    terminalreporter.section("accessibility: moderate and minor findings of axe-core (not failures)")
+    width = max(len(page) for page, *_ in rows)
+    for page, rule, impact, count in sorted(rows):
+        terminalreporter.write_line(f"{page:<{width}}  {rule} ({impact}): {count} node{'s' * (count > 1)}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

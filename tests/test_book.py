@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -156,6 +157,16 @@ def test_every_local_asset_a_page_fetches_exists():
             if path and not (page.parent / path).resolve().exists():
                 missing.append(f"{page.relative_to(HTML)}: <{tag}> {url}")
     assert missing == []
+
+
+def test_markdown_tables_in_outputs_are_rendered_as_tables():
+    """A cell that displays a Markdown table (the measured tables of chapter 6 and the scale
+    appendix) shows a table, not its source: the book renders Markdown outputs as GFM."""
+    needs_build()
+    source_left = re.compile(r"<p>\|[^<]*\|\s*\n\|\s*:?(-{3}|\u2014)")  # (--- or its em dash)
+    pages = [page.relative_to(HTML) for page in built_pages()
+             if source_left.search(page.read_text(encoding="utf-8"))]
+    assert pages == [], f"Markdown tables left as text in {pages}"
 
 
 def test_site_root_serves_a_favicon():
@@ -331,3 +342,22 @@ def test_deck_shows_its_slide_cells_and_never_a_solution(chapter):
             f"{chapter}: cell {cell['id']} ({slide_type}) {'is' if on_deck else 'is not'} in the deck"
         )
     assert html.count('<aside class="notes">') >= 1, f"{chapter}: the deck has no speaker notes"
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_every_figure_on_a_slide_has_its_cell_s_alt_text(chapter):
+    """A screen reader on a deck hears the same description of a figure as on the book's page."""
+    needs_build()
+    html = (HTML / deck_path(chapter)).read_text(encoding="utf-8")
+    notebook = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    alts = re.findall(r'<img\b[^>]*?\balt="([^"]*)"', html)
+    assert len(alts) == len(re.findall(r"<img\b", html)), f"{chapter}: an image without alt"
+    expected = {
+        cell["metadata"]["mystnb"]["image"]["alt"]
+        for cell in notebook["cells"]
+        if cell["metadata"].get("mystnb", {}).get("image", {}).get("alt")
+        and cell["metadata"].get("slideshow", {}).get("slide_type") != "skip"
+    }
+    for alt in alts:
+        assert unescape(alt) in expected, f"{chapter}: a slide image has alt {alt[:60]!r}"
+    assert {unescape(alt) for alt in alts} == expected

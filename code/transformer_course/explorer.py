@@ -122,24 +122,29 @@ class AttentionExplorer:
         heads = '<option value="all">all (mean)</option>' + "".join(
             f'<option value="{i}">{i + 1}</option>' for i in range(self.num_heads)
         )
-        return _TEMPLATE.format(root=root, options=options, layers=layers, heads=heads, data=data,
-                                script=_SCRIPT.replace("__ROOT__", root))
+        # Each menu is named by its visible label (<label for=...>); a click on the label focuses it.
+        menus = "".join(
+            f'<span><label for="{root}-{role}">{role.capitalize()}</label> '
+            f'<select id="{root}-{role}" data-role="{role}">{items}</select></span>\n'
+            for role, items in (("sentence", options), ("layer", layers), ("head", heads))
+        )
+        return _TEMPLATE.format(root=root, menus=menus, data=data, script=_SCRIPT.replace("__ROOT__", root))
 
     def html_size_kib(self) -> float:
         """The size of the view's HTML (data included), in KiB."""
         return len(self._repr_html_().encode("utf-8")) / 1024
 
 
+# For assistive technology: the plot is a figure, not an image (plotly puts its toolbar's buttons
+# inside it, and an image may hold no control), labelled with what its rows and columns are; the
+# status line (where the script says that plotly.js is missing) is announced when written to.
 _TEMPLATE = """<div class="attention-explorer" id="{root}">
 <div class="attention-explorer-controls" style="display:flex;gap:1em;flex-wrap:wrap;font-size:90%">
-<label>Sentence <select data-role="sentence" aria-label="sentence">{options}</select></label>
-<label>Layer <select data-role="layer" aria-label="layer">{layers}</select></label>
-<label>Head <select data-role="head" aria-label="head">{heads}</select></label>
-</div>
-<div class="attention-explorer-plot" role="img"
+{menus}</div>
+<div class="attention-explorer-plot" role="figure"
  aria-label="attention weights: rows are the tokens that attend, columns the tokens attended to"
  style="width:100%;max-width:760px;height:560px"></div>
-<p class="attention-explorer-status" style="font-size:85%"></p>
+<p class="attention-explorer-status" role="status" style="font-size:85%"></p>
 <script type="application/json" class="attention-explorer-data">{data}</script>
 <script>{script}</script>
 </div>"""
@@ -183,7 +188,8 @@ _SCRIPT = r"""
     var labels = tokens.map(function (q) { return tokens.map(function (k) { return [q, k]; }); });
     var trace = {
       type: "heatmap", z: matrix(sentence, layer, head), x: index, y: index, customdata: labels,
-      zmin: 0, zmax: 1, colorscale: "Blues", colorbar: {title: {text: "weight"}},
+      /* plotly's Cividis reversed: plots.ATTENTION_CMAP ("cividis_r"), light at 0, dark at 1 */
+      zmin: 0, zmax: 1, colorscale: "Cividis", reversescale: true, colorbar: {title: {text: "weight"}},
       hovertemplate: "from <b>%{customdata[0]}</b> to <b>%{customdata[1]}</b>: %{z:.4f}<extra></extra>"
     };
     var axis = {tickmode: "array", tickvals: index, ticktext: tokens, automargin: true};

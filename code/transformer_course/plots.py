@@ -10,10 +10,14 @@
   float64's range, 1e-330) on a linear axis whose ticks read as powers of ten.
 - :func:`attention_heatmap` and :func:`attention_row_bars`: attention weights as a (query, key)
   heat map, and one query's weights as bars, with the tokens as labels.
+- :func:`use_book_style`: the book's colours (:data:`PALETTE`, for colour-blind readers too) as
+  matplotlib's colour cycle; every chapter calls it in its set-up cell.
 
 Every function draws on an ``Axes`` it is given and returns it, so a chapter controls the figure.
+Colours come from one palette, Okabe-Ito (:data:`OKABE_ITO`); heat maps of attention weights use
+one colour map, :data:`ATTENTION_CMAP`, the same as chapter 4's interactive explorer.
 
-Why one module of over 500 lines: the functions share nothing but a colour table and a few
+Why one module of over 500 lines: the functions share nothing but the colours and a few
 drawing helpers, and a reader opens one function, never the whole file; splitting it would only
 spread the shared helpers over several modules.
 """
@@ -22,28 +26,110 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 import torch
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 __all__ = [
     "draw_encoder_stack", "draw_encoder_decoder", "draw_norm_placement", "plot_log10_curves",
-    "attention_heatmap", "attention_row_bars", "COLORS",
+    "attention_heatmap", "attention_row_bars", "use_book_style",
+    "OKABE_ITO", "PALETTE", "MARKERS", "LINESTYLES", "ATTENTION_CMAP", "COLORS",
 ]
 
-# One colour per kind of block, reused by every figure of the book.
+# ------------------------------------------------------------------------------ colours
+# The eight colours of Okabe & Ito, "Color Universal Design (CUD): how to make figures and
+# presentations that are friendly to colorblind people" (2008), with their published sRGB values.
+# They stay distinct for readers with protanopia, deuteranopia and tritanopia as well as for
+# everyone else (tests/test_colours.py simulates the three and measures the differences).
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+}
+
+# The book's colours for lines, bars and points, in the order of matplotlib's colour cycle
+# ("C0" is blue, "C1" orange, ...). Black is kept for guide lines and text, and yellow is left out
+# of the cycle: a thin yellow line is hard to see on a white page.
+PALETTE = tuple(
+    OKABE_ITO[name] for name in ("blue", "orange", "bluish green", "reddish purple", "vermillion", "sky blue")
+)
+
+# Shapes and dashes paired with the palette by ``use_book_style(markers=True)``, one per colour, so
+# that a series never differs from the others by its colour alone.
+MARKERS = ("o", "s", "^", "v", "D", "P")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+# The colour map of every attention heat map, here and in chapter 4's explorer (plotly's
+# "Cividis" with ``reversescale``; its colours are matplotlib's to within ΔE 4). Why cividis: it was
+# designed to look nearly the same to readers with a red-green deficiency as to everyone else
+# (Nuñez, Anderton & Renslow, PLoS ONE 13(7), 2018), its lightness changes evenly and in one
+# direction (equal steps of weight look like equal steps), and it is defined in both matplotlib and
+# plotly.js, so the static figures and the interactive view show a weight in one colour; "Blues" is
+# not the same scale in the two libraries. Reversed ("_r") so that a weight of 0 is the lightest
+# colour and a large weight the darkest, as the captions read them.
+ATTENTION_CMAP = "cividis_r"
+
+
+def _tint(colour: str, share: float) -> str:
+    """``colour`` mixed with white: ``share`` of the colour, the rest white (a pale fill for a box)."""
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=float)
+    mixed = share * rgb + (1 - share) * 255.0
+    return "#" + "".join(f"{round(v):02x}" for v in mixed)
+
+
+def use_book_style(markers: bool = False) -> None:
+    """Make :data:`PALETTE` matplotlib's colour cycle, for every figure drawn after the call.
+
+    Chapters call it once in their set-up cell. It changes one setting, ``rcParams["axes.prop_cycle"]``:
+    the n-th line, bar group or scatter series of an Axes that is not given a colour gets the n-th
+    colour of the palette ("C0" ... "C5" name them too). Nothing else changes (sizes, fonts, colour
+    maps). Restore the previous cycle with ``matplotlib.rc_context()`` or
+    ``matplotlib.rcdefaults()``.
+
+    Args:
+        markers: also cycle :data:`MARKERS` and :data:`LINESTYLES` with the colours, so that the
+            n-th series differs from the others by shape and dash as well. A ``fmt`` string or a
+            ``marker=`` / ``linestyle=`` argument still overrides them. Default: False (a line
+            without its own marker then has none; the chapters set markers and styles per line).
+
+    Examples:
+        >>> import matplotlib
+        >>> with matplotlib.rc_context():
+        ...     use_book_style(markers=True)
+        ...     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()
+        >>> cycle["color"][:2], cycle["marker"][:2], cycle["linestyle"][:2]
+        (['#0072B2', '#E69F00'], ['o', 's'], ['-', '--'])
+    """
+    if not isinstance(markers, bool):
+        raise TypeError(f"markers: expected a bool, got {type(markers).__name__}")
+    cycle = cycler(color=list(PALETTE))
+    if markers:
+        cycle = cycle + cycler(marker=list(MARKERS)) + cycler(linestyle=list(LINESTYLES))
+    matplotlib.rcParams["axes.prop_cycle"] = cycle
+
+
+# One colour per kind of block of the diagrams, reused by every figure of the book: pale tints of
+# the palette, so that black text stays readable on them. Each block is also labelled in words.
 COLORS = {
-    "embedding": "#f7c9cf",  # token embedding
-    "positional": "#e3d4f2",  # positional encoding
-    "attention": "#fbd3a6",  # multi-head self-attention
-    "norm": "#f3efa1",  # add & norm
-    "feed_forward": "#bfe3f3",  # position-wise feed-forward
+    "embedding": _tint(OKABE_ITO["vermillion"], 0.3),  # token embedding
+    "positional": _tint(OKABE_ITO["reddish purple"], 0.35),  # positional encoding
+    "attention": _tint(OKABE_ITO["orange"], 0.45),  # multi-head self-attention
+    "norm": _tint(OKABE_ITO["yellow"], 0.45),  # add & norm
+    "feed_forward": _tint(OKABE_ITO["sky blue"], 0.4),  # position-wise feed-forward
     "layer": "#f2f2f2",  # the frame of one encoder layer
-    "cross_attention": "#f7b58a",  # the decoder's attention to the encoder's output
-    "output": "#cfe8c9",  # linear + softmax over the vocabulary
+    "cross_attention": _tint(OKABE_ITO["orange"], 0.75),  # the decoder's attention to the encoder's output
+    "output": _tint(OKABE_ITO["bluish green"], 0.3),  # linear + softmax over the vocabulary
     "edge": "#333333",
+    "highlight": _tint(OKABE_ITO["yellow"], 0.35),  # the shading behind highlighted keys
 }
 
 
@@ -408,7 +494,8 @@ def plot_log10_curves(
     Args:
         ax: the Axes to draw on.
         x: the common x values.
-        curves: label -> log10 values (one per x), drawn as lines with markers.
+        curves: label -> log10 values (one per x), drawn as lines in the colours of :data:`PALETTE`,
+            each with its own marker.
         xlabel, ylabel: axis labels (give units where there are some).
         title: optional title (state the finding).
         log2_x: use a base-2 log scale on x (lengths 8, 16, ..., 1024). Default: False.
@@ -441,7 +528,6 @@ def plot_log10_curves(
         raise ValueError("x: a log2 x axis needs positive values")
     if reference is not None and not isinstance(reference, Mapping):
         raise TypeError("reference: expected a mapping label -> log10 values, or None")
-    markers = ["o", "s", "^", "D", "v"]
     for name, group, dashed in (("curves", curves, False), ("reference", reference or {}, True)):
         for i, (label, values) in enumerate(group.items()):
             ys = np.asarray(values, dtype=float)
@@ -452,8 +538,8 @@ def plot_log10_curves(
             if dashed:  # guide lines go underneath the measured curves
                 ax.plot(xs, ys, "--", color="0.35", linewidth=1.6, label=label, zorder=1)
             else:
-                ax.plot(xs, ys, marker=markers[i % len(markers)], linewidth=2.2, markersize=7,
-                        label=label, zorder=2)
+                ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)],
+                        linewidth=2.2, markersize=7, label=label, zorder=2)
     if log2_x:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [f"{int(v)}" if float(v).is_integer() else f"{v:g}" for v in xs])
@@ -498,6 +584,13 @@ def _check_labels(labels: Sequence[str], expected: int, name: str) -> list[str]:
     return [str(label) for label in labels]
 
 
+def _text_colour_on(rgba: Sequence[float]) -> str:
+    """"black" or "white", whichever contrasts more with a cell of colour ``rgba`` (WCAG 2 contrast)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "white" if 1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05 else "black"
+
+
 def attention_heatmap(
     ax: Axes,
     weights: object,
@@ -505,7 +598,7 @@ def attention_heatmap(
     key_tokens: Sequence[str],
     *,
     title: str | None = None,
-    cmap: str = "Blues",
+    cmap: str = ATTENTION_CMAP,
     vmax: float | None = None,
     annotate: bool = False,
     colorbar: bool = True,
@@ -513,7 +606,8 @@ def attention_heatmap(
     """Draw an attention matrix: one row per query token, one column per key token.
 
     Row i shows how query i spreads its attention over the keys (a row of softmax weights sums to
-    1). Colours start at 0 so that zero weights (padding, a causal mask) are white.
+    1). Colours start at 0 so that zero weights (padding, a causal mask) get the lightest colour and
+    the largest weight the darkest.
 
     Args:
         ax: the Axes to draw on.
@@ -521,9 +615,11 @@ def attention_heatmap(
         query_tokens: Tq labels for the rows (the attending tokens).
         key_tokens: Tk labels for the columns (the attended tokens).
         title: optional title (state the finding). Default: None.
-        cmap: a matplotlib colour map. Default: ``"Blues"``.
+        cmap: a matplotlib colour map. Default: :data:`ATTENTION_CMAP` (``"cividis_r"``), the map of
+            chapter 4's interactive explorer too; pass another only with a reason.
         vmax: the weight drawn in the darkest colour. Default: None (the largest weight).
-        annotate: write each weight (2 decimals) in its cell; for small matrices. Default: False.
+        annotate: write each weight (2 decimals) in its cell, in black or white, whichever contrasts
+            more with the cell; for small matrices. Default: False.
         colorbar: add a colour bar labelled "attention weight". Default: True.
 
     Shape:
@@ -559,9 +655,9 @@ def attention_heatmap(
     if annotate:
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                dark = matrix[i, j] > 0.6 * top  # white text on dark cells
+                cell = image.cmap(image.norm(matrix[i, j]))
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=10,
-                        color="white" if dark else "black")
+                        color=_text_colour_on(cell))
     if colorbar:
         bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label("attention weight", fontsize=11)
@@ -586,7 +682,8 @@ def attention_row_bars(
 
     Args:
         ax: the Axes to draw on.
-        rows: label -> the Tk weights of one row (a tensor, an array or a list); one bar colour each.
+        rows: label -> the Tk weights of one row (a tensor, an array or a list); one bar colour each,
+            from :data:`PALETTE` (give the bars hatches too when the colours are the only cue).
         key_tokens: Tk labels, one per key position (write "tired / wide" where the rows' sentences
             differ).
         highlight: key positions to mark (shaded background and bold label), such as the
@@ -629,9 +726,10 @@ def attention_row_bars(
     positions = np.arange(len(labels))
     width = 0.8 / len(values)
     for p in marked:  # drawn first: behind the bars
-        ax.axvspan(p - 0.45, p + 0.45, color="#fff2b3", zorder=0)
+        ax.axvspan(p - 0.45, p + 0.45, color=COLORS["highlight"], zorder=0)
     for i, (label, row) in enumerate(values.items()):
-        ax.bar(positions - 0.4 + width * (i + 0.5), row, width=width, label=label, zorder=2)
+        ax.bar(positions - 0.4 + width * (i + 0.5), row, width=width, label=label, zorder=2,
+               color=PALETTE[i % len(PALETTE)])
     ax.set_xticks(positions, labels, rotation=60, ha="right", rotation_mode="anchor")
     for p in marked:
         ax.get_xticklabels()[p].set_fontweight("bold")
