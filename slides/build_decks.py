@@ -116,8 +116,14 @@ def _role_text(match: re.Match, glued: dict[str, str] | None = None) -> str:
     return shown.group(1) if shown else text
 
 
+# A link to another chapter's notebook, `[chapter 6](06_encoder_at_work.ipynb)`: on a slide it
+# leads to that chapter's deck, next to this one (the notebook is not served there).
+_CHAPTER_LINK = re.compile(r"\]\((?P<stem>[\w-]+)\.ipynb(#[^)]*)?\)")
+
+
 def myst_to_markdown(source: str, glued: dict[str, str] | None = None) -> str:
-    """Plain Markdown for a slide: directives become quoted blocks, targets and roles text.
+    """Plain Markdown for a slide: directives become quoted blocks, targets and roles text, links
+    to another chapter's notebook links to its deck.
 
     ``glued``: the notebook's glued values (:func:`glued_values`), for {glue:text} roles.
     """
@@ -131,7 +137,8 @@ def myst_to_markdown(source: str, glued: dict[str, str] | None = None) -> str:
             i += 1
             continue
         if not match:
-            out.append(_ROLE.sub(lambda m: _role_text(m, glued), line))
+            line = _ROLE.sub(lambda m: _role_text(m, glued), line)
+            out.append(_CHAPTER_LINK.sub(r"](\g<stem>.slides.html)", line))
             i += 1
             continue
         fence, name, arg = match.group("fence"), match.group("name"), match.group("arg").strip()

@@ -361,3 +361,17 @@ def test_every_figure_on_a_slide_has_its_cell_s_alt_text(chapter):
     for alt in alts:
         assert unescape(alt) in expected, f"{chapter}: a slide image has alt {alt[:60]!r}"
     assert {unescape(alt) for alt in alts} == expected
+
+
+def test_every_local_link_of_the_pages_and_decks_leads_to_a_file():
+    """A link inside the book (a page, a deck, a notebook to download) opens something."""
+    needs_build()
+    broken = []
+    for page in built_pages():  # the decks included
+        for href in re.findall(r'<a\b[^>]*?\bhref="([^"]*)"', page.read_text(encoding="utf-8")):
+            path = unquote(urlsplit(href).path)
+            if is_remote(href) or href.startswith(("#", "mailto:", "data:")) or not path:
+                continue
+            if not (page.parent / path).resolve().exists():
+                broken.append(f"{page.relative_to(HTML)}: {href}")
+    assert broken == [], broken[:10]
