@@ -44,9 +44,13 @@ def print_deck(driver, url: str) -> tuple[bytes, int]:
     clipped = driver.execute_script(
         "const unit = Math.floor(Reveal.getConfig().height * (1 + Reveal.getConfig().margin));"
         "return Array.from(document.querySelectorAll('.pdf-page'))"
-        "  .filter(page => page.scrollHeight > page.clientHeight + 1)"
-        "  .map(page => { page.style.height = Math.ceil(page.scrollHeight / unit) * unit - 1 + 'px';"
-        "    return (page.querySelector('h1, h2, h3') || page).textContent.trim().slice(0, 60); });")
+        "  .map((page, i) => [page, i])"
+        "  .filter(([page, i]) => page.scrollHeight > page.clientHeight + 1)"
+        "  .map(([page, i]) => {"
+        "    page.style.height = Math.ceil(page.scrollHeight / unit) * unit - 1 + 'px';"
+        "    const heading = page.querySelector('h1, h2, h3');"
+        "    const title = heading ? heading.textContent.replace('¶', '').trim() : '';"
+        "    return `slide ${i + 1}` + (title ? ` (${title})` : ''); });")
     if clipped:
         print(f"  {len(clipped)} slide(s) given another page: {clipped}")
     # The deck's own @page rule sets the paper size (the slide's size); no margins, no header.
