@@ -11,7 +11,8 @@ components, which take precedence over the theme's own) and its style sheet.
 - Hidden code cells (myst-nb's hide-input / hide-cell): the <summary> reads "Show code cell
   content" but is named "Toggle hidden content" by an aria-label, so someone who operates the page
   by voice cannot say what they see (label-content-name-mismatch, serious). The aria-label goes:
-  the summary is named by its visible text.
+  the summary is named by its visible text. (Both fixes apply to the single-page build that
+  `make pdf` prints as well, for which myst-nb registers no writer of folded cells at all.)
 - templates/search-button-field.html, templates/theme-switcher.html: the same rule for the search
   button ("Search Ctrl+K" shown, "Search" as its name) and the colour-mode button (icon titles
   that are not part of its name).
@@ -59,9 +60,12 @@ def _register_theme_files(app, config) -> None:
 
 
 def setup(app):
-    # After myst_nb in the extensions list: these replace the visitors it registered.
-    app.add_node(nodes.citation, override=True, html=(visit_citation, depart_citation))
-    app.add_node(HideCodeCellNode, override=True, html=(visit_hidden_cell, depart_HideCellInput))
+    # After myst_nb in the extensions list: these replace the visitors it registered, for the HTML
+    # book and for the single page that `make pdf` prints (myst-nb registers none for that one).
+    for builder in ("html", "singlehtml"):
+        app.add_node(nodes.citation, override=True, **{builder: (visit_citation, depart_citation)})
+        app.add_node(HideCodeCellNode, override=True,
+                     **{builder: (visit_hidden_cell, depart_HideCellInput)})
     app.connect("config-inited", _register_theme_files)
     app.add_css_file(STYLE_SHEET)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

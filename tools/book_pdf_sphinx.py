@@ -1,14 +1,10 @@
-"""Sphinx extension for the book's PDF (tools/book_pdf.py prints it; `make pdf` runs both).
+"""Sphinx extension: the HTML book links to its PDF once `make pdf` has printed it.
 
-- The single-page build: myst-nb tells Sphinx how to write a folded code cell
-  (`HideCodeCellNode`, a <details> element) for the "html" builder only; the single-page builder
-  writes HTML with the same translator, so it gets the same functions here.
-- The HTML book links to the PDF once it has been printed: the introduction gets a "whole book
-  as one PDF" line under its title and the PDF is copied next to it. When the PDF appears or
-  changes, the introduction is rebuilt (so `make pdf`, which runs `make book` after printing,
-  leaves a book that links to the new PDF).
-
-Loaded through `local_extensions` in _config.yml.
+The introduction gets a "whole book as one PDF" line under its title, and the PDF is copied next
+to it. When the PDF appears or changes, the introduction is rebuilt, so `make pdf`, which runs
+`make book` after printing, leaves a book that links to the new PDF. (tools/book_pdf.py prints
+it; how the single-page build that it prints writes myst-nb's folded cells is in
+_theme/book_accessibility.py.) Loaded through `local_extensions` in _config.yml.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import shutil
 from pathlib import Path
 
 from docutils import nodes
-from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput, visit_HideCellInput
 
 PDF = Path("_build") / "pdf" / "transformers-i.pdf"  # relative to the book's source folder
 
@@ -61,9 +56,6 @@ def copy_the_pdf(app, exception) -> None:
 
 
 def setup(app):
-    app.add_node(HideCodeCellNode, override=True,
-                 html=(visit_HideCellInput, depart_HideCellInput),
-                 singlehtml=(visit_HideCellInput, depart_HideCellInput))
     app.connect("env-get-outdated", rebuild_intro_when_the_pdf_changed)
     app.connect("doctree-resolved", link_the_pdf)
     app.connect("build-finished", copy_the_pdf)
