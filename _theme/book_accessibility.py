@@ -16,6 +16,8 @@ components, which take precedence over the theme's own) and its style sheet.
 - templates/search-button-field.html, templates/theme-switcher.html: the same rule for the search
   button ("Search Ctrl+K" shown, "Search" as its name) and the colour-mode button (icon titles
   that are not part of its name).
+- templates/navbar-logo.html: the book's title at the top of the sidebar sits in a navigation
+  landmark of its own (region, moderate: the sidebar around it is no landmark).
 - static/book-accessibility.css: the links' colour, for contrast on tinted boxes (see the file).
 
 The style sheet is not in a top-level _static/ folder on purpose: when that folder exists,

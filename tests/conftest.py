@@ -49,21 +49,26 @@ def pytest_configure(config: pytest.Config) -> None:
 # tests/test_browser.py through record_accessibility_findings and listed once at the end of the
 # run, so that it is seen without -s and without failing the build.
 ACCESSIBILITY_FINDINGS = pytest.StashKey[list]()
+ACCESSIBILITY_CHECKED = pytest.StashKey[set]()  # every page and deck view axe-core looked at
 
 
 def record_accessibility_findings(config: pytest.Config, page: str, violations: list[dict]) -> None:
     """Keeps one (page, rule id, impact, node count) row per violation for the run's summary."""
+    config.stash.setdefault(ACCESSIBILITY_CHECKED, set()).add(page)
     rows = config.stash.setdefault(ACCESSIBILITY_FINDINGS, [])
     rows += [(page, v["id"], v["impact"], len(v["targets"])) for v in violations]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """Lists the recorded accessibility findings, one line per page and rule, after the tests."""
-    rows = config.stash.get(ACCESSIBILITY_FINDINGS, [])
-    if not rows:
+    checked = config.stash.get(ACCESSIBILITY_CHECKED, set())
+    if not checked:
         return
+    rows = config.stash.get(ACCESSIBILITY_FINDINGS, [])
     terminalreporter.section("accessibility: moderate and minor findings of axe-core (not failures)")
-    width = max(len(page) for page, *_ in rows)
+    terminalreporter.write_line(f"axe-core checked {len(checked)} pages and deck views;"
+                                f" {len(rows) or 'no'} moderate or minor finding{'s' * (len(rows) != 1)}")
+    width = max((len(page) for page, *_ in rows), default=0)
     for page, rule, impact, count in sorted(rows):
         terminalreporter.write_line(f"{page:<{width}}  {rule} ({impact}): {count} node{'s' * (count > 1)}")
 
