@@ -28,11 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+import headless_chromium  # tools/, next to this script: the local server and Chromium
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import headless_chromium  # noqa: E402
 
 PDF_NAME = "transformers-i.pdf"
 SUBTITLE = "An executable course on the Transformer encoder"
@@ -183,11 +182,8 @@ document.querySelectorAll('.pdf-toc-page').forEach(el => {
 """
 
 
-def destination_pages(pdf: bytes, targets: list[str]) -> dict[str, int]:
-    """1-based page of each target id, read from the PDF's named destinations."""
-    from pypdf import PdfReader
-
-    reader = PdfReader(io.BytesIO(pdf))
+def destination_pages(reader, targets: list[str]) -> dict[str, int]:
+    """1-based page of each target id, read from the named destinations of a pypdf reader."""
     named = {name.lstrip("/"): dest for name, dest in reader.named_destinations.items()}
     missing = [t for t in targets if t not in named]
     if missing:
@@ -223,11 +219,12 @@ def print_book(html: Path, css: str, meta: dict[str, str]) -> tuple[bytes, int]:
             driver.execute_script(_FILL_PAGES, pages)
             start = time.perf_counter()
             pdf = headless_chromium.print_pdf(driver, **options)
-            found = destination_pages(pdf, prepared["targets"])
-            print(f"print {attempt}: {len(PdfReader(io.BytesIO(pdf)).pages)} pages,"
+            reader = PdfReader(io.BytesIO(pdf))  # read once per print
+            found = destination_pages(reader, prepared["targets"])
+            print(f"print {attempt}: {len(reader.pages)} pages,"
                   f" {time.perf_counter() - start:.1f} s", flush=True)
             if found == pages:
-                return pdf, len(PdfReader(io.BytesIO(pdf)).pages)
+                return pdf, len(reader.pages)
             pages = found
     sys.exit(f"the contents' page numbers did not settle in {MAX_PRINTS} prints")
 
