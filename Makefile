@@ -4,9 +4,11 @@
 #   make pdf      the whole book as one PDF, _build/pdf/transformers-i.pdf (headless Chromium)
 #   make handouts print every deck to PDF with headless Chromium (_build/handouts/)
 #   make test     set up, Chromium if missing, ruff, full book build, the PDF, pytest, nbval
+#                 (twice for the appendices: natively, then under another processor's code paths)
 #   make lab      JupyterLab on 127.0.0.1 with the project's environment
 #   make student  the student notebooks (exercise solutions taken out) in _build/student/
 #   make execute  re-run every chapter in place so its stored outputs are fresh
+#   make nbval-other-cpu  nbval under another processor's code paths (tests/other_cpu.env)
 #   make bench    run every benchmarks/*.py
 #   make gpu-check  on a GPU machine: gpu tests, chapters on CUDA, CUDA benchmark (one report)
 #   make clean    remove build outputs and caches (keeps .venv and node_modules)
@@ -58,19 +60,22 @@ BOOK_OK := $(BUILD_DIR)/.book-ok
 # (No MPLBACKEND here: the kernel sets its inline backend only when MPLBACKEND is unset, and
 # any other backend silently drops every figure from the stored outputs.)
 NB_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
+# Another processor's code paths (MKL, PyTorch's kernels and oneDNN on AVX2, one thread): the
+# KEY=VALUE lines of tests/other_cpu.env, which the tests read too. Placed after NB_ENV, they win.
+OTHER_CPU := $(shell grep -v '^\#' tests/other_cpu.env)
 
 # The chapters, in _toc.yml order (as .ipynb paths), read by the venv's Python (the glossary and
 # bibliography pages are Markdown, not chapters).
 TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
 	print(" ".join(c["file"] + ".ipynb" for p in t.get("parts", []) for c in p.get("chapters", []) \
-	if c["file"].startswith("chapters/")))'
+	if c["file"].startswith("chapters/$(1)")))'
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv assets book decks student handouts pdf test lint browser nbval pytest lab execute bench gpu-check clean distclean
+.PHONY: help setup venv assets book decks student handouts pdf test lint browser nbval nbval-other-cpu pytest lab execute bench gpu-check clean distclean
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- set-up
 
@@ -158,11 +163,16 @@ pdf: setup browser
 
 # ---------------------------------------------------------------- tests
 
+# Every chapter is run twice: natively by nbval, and under another processor's code paths
+# (tests/other_cpu.env) with its outputs compared as well: the numbered chapters by pytest, whose
+# student-notebook test runs them so (tests/test_student.py), the appendices, which have no
+# student notebook, by nbval-other-cpu.
 test: setup browser lint
 	$(MAKE) --no-print-directory book BOOK_ALL=1
 	$(MAKE) --no-print-directory pdf
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory nbval
+	$(MAKE) --no-print-directory nbval-other-cpu NOTEBOOKS="$$($(call TOC_CHAPTERS,appendix_))"
 
 # Headless Chromium and its driver from Debian, for tests/test_browser.py.
 browser:
@@ -180,11 +190,21 @@ pytest: venv
 	pytest
 
 # One fresh kernel per notebook (nbval starts one per file), strict comparison of outputs.
+# NOTEBOOKS="a.ipynb b.ipynb" runs only those (default: every chapter of _toc.yml).
+NBVAL = pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
+	--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
 nbval: venv
-	@chapters="$$($(TOC_CHAPTERS))"; \
+	@chapters="$(or $(NOTEBOOKS),$$($(TOC_CHAPTERS)))"; \
 	echo "nbval: $$chapters"; \
-	env $(NB_ENV) pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $$chapters
+	env $(NB_ENV) $(NBVAL) $$chapters
+
+# The same comparison under another processor's code paths: the stored outputs must carry only
+# digits that an AVX2 machine, one thread, reproduces too (see tests/test_stable_outputs.py).
+nbval-other-cpu: venv
+	@chapters="$(or $(NOTEBOOKS),$$($(TOC_CHAPTERS)))"; \
+	echo "nbval on another processor's code paths ($(OTHER_CPU)): $$chapters"; \
+	env $(NB_ENV) $(OTHER_CPU) $(NBVAL) $$chapters
 
 # ---------------------------------------------------------------- working on chapters
 

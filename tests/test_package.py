@@ -110,3 +110,14 @@ def test_importing_the_package_loads_no_module_of_it():
             "print(sorted(m for m in sys.modules if m.startswith('transformer_course')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['transformer_course']"
+
+
+def test_one_minimum_python_everywhere():
+    """The README, the package's metadata and ruff's target name the same oldest Python."""
+    root = PACKAGE.parents[1]
+    readme = re.search(r"Python (3\.\d+) or newer", (root / "README.md").read_text()).group(1)
+    metadata = (root / "code" / "pyproject.toml").read_text()
+    required = re.search(r'requires-python = ">=(3\.\d+)"', metadata).group(1)
+    target = re.search(r'target-version = "py3(\d+)"', (root / "pyproject.toml").read_text()).group(1)
+    assert readme == required == f"3.{target}", (readme, required, target)
+    assert sys.version_info >= tuple(int(part) for part in required.split("."))

@@ -284,22 +284,52 @@ def test_warmup_cosine_rises_then_falls_to_zero():
 # ---------------------------------------------------------------- the recorded variants
 
 
+# Chapter 6's reading of the sinusoidal variant: it copies sequences of up to 20 symbols and slips
+# at 40. A retrained run lands on other digits on another processor (0.17 instead of the recorded
+# 0.242 at n = 40 on an AMD EPYC), so what is checked again is this claim, with margins, on every
+# recorded seed and on a fresh run here and under another processor's code paths.
+SINUSOIDAL = ("copy", "transformer", "sinusoidal")
+COPIES_UP_TO_20 = 0.95  # lowest sequence accuracy at n = 5, 10, 20 (recorded seeds: 0.984 and up)
+SLIPS_AT_40 = 0.5  # highest sequence accuracy at n = 40 (recorded seeds: 0.242 and below)
+
+
+def _holds_the_sinusoidal_claim(run: dict) -> bool:
+    accuracy = run["sequence_accuracy"]
+    return min(accuracy[n] for n in ("5", "10", "20")) >= COPIES_UP_TO_20 and accuracy["40"] < SLIPS_AT_40
+
+
+def test_every_recorded_seed_of_the_sinusoidal_variant_holds_the_claim():
+    record = json.loads(RECORD.read_text())
+    runs = [r for r in record["runs"] if (r["task"], r["model"], r["positions"]) == SINUSOIDAL]
+    assert len(runs) >= 3 and all(_holds_the_sinusoidal_claim(r) for r in runs), runs
+    assert record["recorded"]["machine"] and record["recorded"]["torch"]  # where the digits came from
+
+
+_RETRAIN = """
+import json, sys
+sys.path.insert(0, {tools!r})
+from seq2seq_variants import VARIANTS, run
+(build,) = [v[-1] for v in VARIANTS if tuple(v[:3]) == {variant!r}]
+print(json.dumps(run({variant!r}[0], build, seed=0)))
+"""
+
+
 @pytest.mark.slow
-def test_recorded_variant_is_reproduced():
-    """chapters/data/seq2seq_variants.json is what tools/seq2seq_variants.py computes: one run again."""
+@pytest.mark.parametrize("cpu", ["this processor", "another processor's code paths"])
+def test_the_sinusoidal_variant_retrained_holds_the_claim(cpu):
+    """tools/seq2seq_variants.py's run of seed 0, retrained in a fresh process."""
+    import os
+    import subprocess
     import sys
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    from seq2seq_variants import VARIANTS, run
+    from test_stable_outputs import other_cpu_env
 
-    record = json.loads(RECORD.read_text())
-    task_name, model, positions, init_std, build = VARIANTS[-1]  # sinusoidal positions, the fastest to fail
-    (expected,) = [r for r in record["runs"] if (r["task"], r["model"], r["positions"], r["seed"])
-                   == (task_name, model, positions, 0)]
-    measured = run(task_name, build, seed=0)
-    for key in ("sequence_accuracy", "token_accuracy"):
-        assert measured[key] == pytest.approx(expected[key], abs=0.01), key
-
+    env = dict(os.environ, **(other_cpu_env() if cpu.startswith("another") else {}))
+    code = _RETRAIN.format(tools=str(ROOT / "tools"), variant=SINUSOIDAL)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=600, check=True)
+    measured = json.loads(result.stdout.splitlines()[-1])
+    assert _holds_the_sinusoidal_claim(measured), measured
 
 
 def test_recorded_variants_cover_every_variant_and_seed():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbval.plugin import coalesce_streams, get_sanitize_patterns
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -77,27 +78,65 @@ def test_make_student_writes_one_notebook_per_numbered_chapter(tmp_path, capsys)
     assert all(json.loads(p.read_text())["nbformat"] == 4 for p in tmp_path.glob("*.ipynb"))
 
 
+# The notebook settings of `make execute` and `make nbval` (the Makefile's NB_ENV).
+NB_ENV = {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "PYTHONHASHSEED": "0",
+          "OMP_WAIT_POLICY": "PASSIVE"}
+SANITIZE = get_sanitize_patterns((ROOT / "tests" / "nbval_sanitize.cfg").read_text(encoding="utf-8"))
+NOT_COMPARED = {"image/png", "image/jpeg", "application/vnd.jupyter.widget-view+json"}  # as nbval
+
+
+def compared_outputs(outputs: list) -> dict[str, list[str]]:
+    """What nbval compares of a cell's outputs: each stream's text and each MIME type's data,
+    sanitized with tests/nbval_sanitize.cfg."""
+    compared: dict[str, list[str]] = {}
+    for output in coalesce_streams([nbformat.from_dict(o) for o in outputs]):
+        if output.output_type == "stream":
+            items = [(output.name, output.text)]
+        elif output.output_type == "error":
+            items = [("error", output.ename)]
+        else:
+            items = output.get("data", {}).items()
+        for key, value in items:
+            if key not in NOT_COMPARED:
+                text = value if isinstance(value, str) else "".join(value)
+                for pattern, replacement in SANITIZE.items():
+                    text = re.sub(pattern, replacement, text)
+                compared.setdefault(key, []).append(text)
+    return compared
+
+
 @pytest.mark.slow  # runs each chapter once more, in a fresh kernel
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_student_notebook_runs_and_every_check_says_not_attempted_yet(chapter, tmp_path):
+def test_student_notebook_runs_on_another_processor_and_shows_the_book_s_outputs(chapter):
+    """The student's copy, run under another processor's code paths (tests/other_cpu.env):
+    every check answers "not attempted yet", and every cell it shares with the book prints what
+    the book stored, digit for digit, as nbval compares them (the book's own cells are compared on
+    this processor by `make nbval`). This is the second-processor pass of the numbered chapters."""
     from nbclient import NotebookClient
+    from test_stable_outputs import other_cpu_env
 
-    student = student_version(instructor(chapter))
-    env = {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "PYTHONHASHSEED": "0"}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(student, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "chapters")}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    book = instructor(chapter)
+    student = student_version(book)
+    env = {**os.environ, **NB_ENV, **other_cpu_env()}
+    NotebookClient(student, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "chapters")}}).execute(env=env)
     verdicts = {}
     for cell in student.cells:
         if cell.cell_type == "code" and (match := CHECK.search(cell.source)):
             verdicts[match.group(1)] = "".join(o.get("text", "") for o in cell.outputs).strip()
     assert verdicts, f"{chapter}: no check cell"
     assert all(v == f"{label}: not attempted yet" for label, v in verdicts.items()), verdicts
+
+    stored = {cell.id: cell for cell in book.cells}
+    shared = [cell for cell in student.cells
+              if cell.cell_type == "code" and cell.source == stored[cell.id].source  # not an exercise
+              and not CHECK.search(cell.source)  # not a check, whose verdict is the student's
+              and "nbval-ignore-output" not in cell.metadata.get("tags", [])]  # compared by nbval
+    assert len(shared) >= 10, f"{chapter}: only {len(shared)} cells to compare"
+    differ = {}
+    for cell in shared:
+        old, new = compared_outputs(stored[cell.id].outputs), compared_outputs(cell.outputs)
+        if old != new:
+            differ[cell.id] = f"cell {cell.id}:\n  stored {old}\n  now    {new}"
+    report = "\n".join(differ.values())
+    assert not differ, f"{chapter}: outputs that differ on another processor's code paths:\n{report}"

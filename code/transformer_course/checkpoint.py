@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -132,20 +132,34 @@ def load_checkpoint(
     Returns:
         ``{"step": int, "run": dict, "losses": list[float], "grad_norms": list[float]}``.
 
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: naming the file and what is wrong, when it is truncated or corrupt, not a
+            checkpoint, of another run, or does not fit the model (another size or architecture),
+            the optimizer, the batches or the scaler. The file is checked whole before anything
+            is restored, so after this error every object passed in is as it was.
+
     Examples:
         See :func:`save_checkpoint`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}")
-    with safe_open(str(path), framework="pt") as file:
-        metadata = file.metadata() or {}
+    # Everything is read and checked before anything is restored: a file that fails a check
+    # leaves the model, the optimizer, the batches and the scaler as they were.
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata() or {}
+        tensors = load_file(path)
+    except SafetensorError as error:  # a damaged header, or fewer bytes than the header promises
+        raise ValueError(f"checkpoint: {str(path)!r} is not a readable safetensors file, truncated or "
+                         f"corrupt ({error})") from None
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"checkpoint: {str(path)!r} is not a checkpoint of this trainer (format "
             f"{metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
         )
-    state = json.loads(metadata["state"])
+    state = _read_state(path, metadata.get("state"), tensors)
     if run is not None:
         differ = [f"{key}={state['run'].get(key)!r} (now {run.get(key)!r})"
                   for key in sorted(set(run) | set(state["run"])) if state["run"].get(key) != run.get(key)]
@@ -154,25 +168,25 @@ def load_checkpoint(
                 f"checkpoint: {str(path)!r} belongs to another run; it was written with "
                 + ", ".join(differ)
             )
-    tensors = load_file(path)
-    model.load_state_dict({name[len("model."):]: value for name, value in tensors.items()
-                           if name.startswith("model.")})
+    weights = {name[len("model."):]: value for name, value in tensors.items() if name.startswith("model.")}
+    _check_shapes(path, "the model", weights, model.state_dict())
     if optimizer is not None:
-        per_param: dict[int, dict[str, object]] = {}
-        for name, value in tensors.items():
-            if name.startswith("optimizer."):
-                _, index, key = name.split(".", 2)
-                per_param.setdefault(int(index), {})[key] = value
-        for index, values in state["optimizer"]["scalars"].items():
-            per_param.setdefault(int(index), {}).update(values)
-        # Moves the moments to the parameters' device and dtype itself.
-        optimizer.load_state_dict({"state": per_param, "param_groups": state["optimizer"]["param_groups"]})
+        optimizer_state = _optimizer_state(path, state, tensors, optimizer)
+    if scaler is not None and state["scaler"] is None:
+        raise ValueError(f"checkpoint: {str(path)!r} has no fp16 gradient scaler to restore")
+    if batches is not None and len(tensors["batches.order"]) not in (0, batches.num_examples):
+        raise ValueError(
+            f"checkpoint: {str(path)!r} was written for {len(tensors['batches.order'])} training examples, "
+            f"these batches draw from {batches.num_examples}"
+        )
+
+    model.load_state_dict(weights)
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state)  # moves the moments to the parameters' device and dtype
     if batches is not None:
         batches.load_state_dict({"generator": tensors["batches.generator"], "order": tensors["batches.order"],
                                  "position": torch.tensor(state["batches_position"])})
     if scaler is not None:
-        if state["scaler"] is None:
-            raise ValueError(f"checkpoint: {str(path)!r} has no fp16 gradient scaler to restore")
         scaler.load_state_dict(state["scaler"])
     return {
         "step": state["step"],
@@ -180,3 +194,67 @@ def load_checkpoint(
         "losses": tensors["history.losses"].tolist(),
         "grad_norms": tensors["history.grad_norms"].tolist(),
     }
+
+
+_STATE_KEYS = ("step", "run", "batches_position", "optimizer", "scaler")  # the metadata's "state" entry
+_TENSORS = ("batches.generator", "batches.order", "history.losses", "history.grad_norms")
+
+
+def _read_state(path: Path, text: str | None, tensors: Mapping[str, torch.Tensor]) -> dict:
+    """The checkpoint's JSON state, checked to hold every entry a resume reads."""
+    try:
+        state = json.loads(text) if text is not None else None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"checkpoint: {str(path)!r} has a damaged state entry ({error})") from None
+    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
+    missing += [name for name in _TENSORS if name not in tensors]
+    if missing:
+        raise ValueError(
+            f"checkpoint: {str(path)!r} lacks {', '.join(missing)}; was it written by save_checkpoint?"
+        )
+    return state
+
+
+def _check_shapes(path: Path, what: str, saved: Mapping[str, torch.Tensor],
+                  expected: Mapping[str, torch.Tensor]) -> None:
+    """ValueError naming the tensors that ``saved`` lacks, adds, or holds at another shape."""
+    problems = [f"{name} missing" for name in expected if name not in saved]
+    problems += [f"{name} unexpected" for name in saved if name not in expected]
+    problems += [f"{name} is {tuple(saved[name].shape)} in the file, {tuple(expected[name].shape)} in {what}"
+                 for name in expected if name in saved and saved[name].shape != expected[name].shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValueError(f"checkpoint: {str(path)!r} does not fit {what}, written for another model size or "
+                         f"architecture: {'; '.join(problems[:3])}{more}")
+
+
+def _optimizer_state(path: Path, state: Mapping, tensors: Mapping[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state dict from the file, checked against ``optimizer``'s parameters."""
+    per_param: dict[int, dict[str, object]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            per_param.setdefault(int(index), {})[key] = value
+    for index, values in state["optimizer"]["scalars"].items():
+        per_param.setdefault(int(index), {}).update(values)
+    groups = state["optimizer"]["param_groups"]
+    saved_sizes = [len(group["params"]) for group in groups]
+    sizes = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_sizes != sizes:
+        raise ValueError(f"checkpoint: {str(path)!r} holds an optimizer over parameter groups of sizes "
+                         f"{saved_sizes}, this optimizer's are {sizes}")
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    indices = [i for group in groups for i in group["params"]]
+    for index, values in per_param.items():
+        if index not in indices:
+            raise ValueError(f"checkpoint: {str(path)!r} holds optimizer state for a parameter {index} "
+                             "that no parameter group lists")
+        parameter = parameters[indices.index(index)]
+        for key, value in values.items():  # moments have their parameter's shape; step counts are scalars
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != parameter.shape:
+                raise ValueError(
+                    f"checkpoint: {str(path)!r} does not fit the optimizer: its {key} of parameter {index} "
+                    f"is {tuple(value.shape)}, the parameter is {tuple(parameter.shape)}"
+                )
+    return {"state": per_param, "param_groups": groups}
