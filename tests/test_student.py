@@ -3,6 +3,7 @@ and run top to bottom with every check answering "not attempted yet"."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -99,7 +100,7 @@ def compared_outputs(outputs: list) -> dict[str, list[str]]:
         for key, value in items:
             if key not in NOT_COMPARED:
                 text = value if isinstance(value, str) else "".join(value)
-                for pattern, replacement in SANITIZE.items():
+                for pattern, replacement in SANITIZE:
                     text = re.sub(pattern, replacement, text)
                 compared.setdefault(key, []).append(text)
     return compared
@@ -137,6 +138,9 @@ def test_student_notebook_runs_on_another_processor_and_shows_the_book_s_outputs
     for cell in shared:
         old, new = compared_outputs(stored[cell.id].outputs), compared_outputs(cell.outputs)
         if old != new:
-            differ[cell.id] = f"cell {cell.id}:\n  stored {old}\n  now    {new}"
+            old_lines, new_lines = ("\n".join(f"{key}: {value}" for key, values in outputs.items()
+                                               for value in values).splitlines() for outputs in (old, new))
+            lines = difflib.unified_diff(old_lines, new_lines, "stored", "now", lineterm="", n=0)
+            differ[cell.id] = f"cell {cell.id}:\n" + "\n".join(lines)
     report = "\n".join(differ.values())
     assert not differ, f"{chapter}: outputs that differ on another processor's code paths:\n{report}"
