@@ -11,9 +11,10 @@ compares carry only stable digits:
   reason; a trained or last-bit cell has its claim asserted (in the cell or in the code cell
   beside it), so the claim is still checked.
 
-Whether the kept digits really are stable is checked by running the chapters again under another
-processor's code paths (``make nbval-other-cpu``, part of ``make test``; the settings are in
-``tests/other_cpu.env``), and by :func:`test_the_other_cpu_settings_change_the_digits` that
+Whether the kept digits really are stable is checked by running every chapter again under another
+processor's code paths, the settings of ``tests/other_cpu.env``: the numbered chapters through
+their student notebooks (``tests/test_student.py``), the appendices by ``make nbval-other-cpu``,
+both part of ``make test``; :func:`test_the_other_cpu_settings_change_the_digits` checks that
 those settings are not a no-op on this machine.
 """
 
@@ -129,7 +130,7 @@ def shown_digits(spec: str) -> tuple[str, int] | None:
     kind, precision = match["type"], match["precision"]
     if kind == "d":
         return None
-    if kind in "fF%" and kind:
+    if kind and kind in "fF%":
         return "decimals", int(precision or 6) + (2 if kind == "%" else 0)
     return "significant", int(precision or 6)  # "g", or no type: at most that many significant digits
 
@@ -141,7 +142,7 @@ def carried_digits(value: float) -> tuple[int, int]:
     ((2, 2), (0, 2), (4, 2), (0, 1))
     """
     number = Decimal(repr(value)).normalize()
-    sign, digits, exponent = number.as_tuple()
+    _, digits, exponent = number.as_tuple()
     return max(0, -exponent), len(digits)
 
 
@@ -174,8 +175,9 @@ def test_every_glued_number_carries_only_the_digits_the_prose_shows():
         decimals, significant = carried_digits(value)
         carried = decimals if kind == "decimals" else significant
         if carried > limit:
-            problems.append(f"{chapter}: {name} stores {text} ({carried} {kind} digits) but the prose shows "
-                            f"{limit}: glue round(value, {limit if kind == 'decimals' else '...'}) instead")
+            unit = "decimals" if kind == "decimals" else "significant digits"
+            problems.append(f"{chapter}: {name} stores {text} ({carried} {unit}) but the prose shows "
+                            f"{limit}: glue it rounded to what is shown")
     assert not problems, "\n".join(problems)
 
 

@@ -1,5 +1,7 @@
 """make student: the student notebooks keep every cell of the chapter but no line of a solution,
-and run top to bottom with every check answering "not attempted yet"."""
+and run top to bottom with every check answering "not attempted yet". They run under another
+processor's code paths (tests/other_cpu.env), and the cells they share with the book must print
+the book's stored outputs: the second-processor pass of the numbered chapters in `make test`."""
 
 from __future__ import annotations
 
@@ -132,7 +134,7 @@ def test_student_notebook_runs_on_another_processor_and_shows_the_book_s_outputs
     shared = [cell for cell in student.cells
               if cell.cell_type == "code" and cell.source == stored[cell.id].source  # not an exercise
               and not CHECK.search(cell.source)  # not a check, whose verdict is the student's
-              and "nbval-ignore-output" not in cell.metadata.get("tags", [])]  # compared by nbval
+              and "nbval-ignore-output" not in cell.metadata.get("tags", [])]  # a compared output
     assert len(shared) >= 10, f"{chapter}: only {len(shared)} cells to compare"
     differ = {}
     for cell in shared:
