@@ -1335,6 +1335,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(text + "\n", encoding="utf-8")
     results = {
         "machine": machine,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # torch's kernels: AVX2, AVX512, ...
         "device": str(device),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -132,7 +132,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     assert "- PASS " not in table and "- MISS " not in table
 
     data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    for key in ("machine", "torch", "threads", "tables", "targets", "values", "bfloat16"):
+    for key in ("machine", "cpu_capability", "torch", "threads", "tables", "targets", "values", "bfloat16"):
         assert key in data
     assert data["torch"] == torch.__version__ and data["threads"] == 2 and data["quick"] is True
     for name in ("random_weights", "throughput", "bfloat16", "compile", "sentences", "sweep"):

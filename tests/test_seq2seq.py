@@ -348,3 +348,22 @@ def test_recorded_variants_cover_every_variant_and_seed():
         for key in ("sequence_accuracy", "token_accuracy"):
             assert set(r[key]) == {"5", "10", "20", "40"}
             assert all(0.0 <= value <= 1.0 for value in r[key].values())
+
+
+def test_the_variants_script_records_the_machine_and_what_it_ran_on(tmp_path, monkeypatch):
+    """tools/seq2seq_variants.py's record names the CPU, the kernels torch picked and the versions
+    (its runs are replaced by a stub: the real ones take minutes)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import seq2seq_variants
+
+    scores = {str(n): 0.5 for n in tasks.CopyTask().test_lengths}
+    monkeypatch.setattr(seq2seq_variants, "run", lambda *args, **kwargs: {
+        "sequence_accuracy": scores, "token_accuracy": scores})
+    out = tmp_path / "variants.json"
+    assert seq2seq_variants.main(["--seeds", "0", "--out", str(out)]) == 0
+    recorded = json.loads(out.read_text())["recorded"]
+    assert recorded["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert recorded["torch"] == torch.__version__ and recorded["python"].count(".") == 2
+    assert "cores" in recorded["machine"]

@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "recorded": {
             "machine": f"{cpu_name()}, {os.cpu_count()} cores, one torch thread",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # torch's kernels: AVX2, AVX512, ...
             "torch": torch.__version__,
+            "python": platform.python_version(),
             "date": datetime.date.today().isoformat(),
         },
         "recipe": {
