@@ -121,9 +121,9 @@ def _role_text(match: re.Match, glued: dict[str, str] | None = None) -> str:
 _CHAPTER_LINK = re.compile(r"\]\((?P<stem>[\w-]+)\.ipynb(#[^)]*)?\)")
 
 
-def myst_to_markdown(source: str, glued: dict[str, str] | None = None) -> str:
-    """Plain Markdown for a slide: directives become quoted blocks, targets and roles text, links
-    to another chapter's notebook links to its deck.
+def myst_to_markdown(source: str, glued: dict[str, str] | None = None, decks: bool = True) -> str:
+    """Plain Markdown for a slide or a student's notebook: directives become quoted blocks,
+    targets and roles text; with ``decks``, links to another chapter's notebook lead to its deck.
 
     ``glued``: the notebook's glued values (:func:`glued_values`), for {glue:text} roles.
     """
@@ -138,7 +138,7 @@ def myst_to_markdown(source: str, glued: dict[str, str] | None = None) -> str:
             continue
         if not match:
             line = _ROLE.sub(lambda m: _role_text(m, glued), line)
-            out.append(_CHAPTER_LINK.sub(r"](\g<stem>.slides.html)", line))
+            out.append(_CHAPTER_LINK.sub(r"](\g<stem>.slides.html)", line) if decks else line)
             i += 1
             continue
         fence, name, arg = match.group("fence"), match.group("name"), match.group("arg").strip()
@@ -152,7 +152,7 @@ def myst_to_markdown(source: str, glued: dict[str, str] | None = None) -> str:
         title = name.replace("-", " ").capitalize()
         if arg and not arg.startswith("ch"):  # an exercise's argument is its own title
             title = f"{title}: {arg}"
-        inner = myst_to_markdown("\n".join(body), glued).split("\n")
+        inner = myst_to_markdown("\n".join(body), glued, decks).split("\n")
         out.append(f"> **{title}.**")
         out.append(">")
         out += [f"> {text}" if text.strip() else ">" for text in inner]

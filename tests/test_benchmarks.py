@@ -8,10 +8,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from torch import nn
@@ -150,3 +152,21 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     if has_model and importlib.util.find_spec("sentence_transformers"):
         speeds = {row["implementation"]: row for row in data["tables"]["sentences"]}
         assert speeds["ours, embed_sentences, float32"]["min_cosine"] > 0.999
+
+
+@pytest.mark.slow  # starts a kernel
+def test_chapter_run_times_are_reported_against_their_budgets(tmp_path):
+    """bench_chapters.py times a notebook and says PASS or MISS against its budget (a tiny
+    notebook here; `make bench` times every chapter)."""
+    notebook = tmp_path / "05_encoder.ipynb"  # named like a chapter with the longer budget
+    cells = [nbformat.v4.new_code_cell("x = sum(range(10))")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
+    out = tmp_path / "chapters.md"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_chapters.py"), str(notebook),
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = out.read_text(encoding="utf-8")
+    assert table.strip() in result.stdout
+    assert re.search(r"\| 05_encoder \| \d+\.\d \| 120 \| PASS \|", table), table
+    rows = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert rows[0]["chapter"] == "05_encoder" and rows[0]["within"] is True and 0 < rows[0]["seconds"] < 120

@@ -72,6 +72,16 @@ def test_mask_rejects_wrong_masks(wrong, hint_word):
     assert hint_word in verdict.hint
 
 
+@pytest.mark.parametrize("borrowed", [decoder.causal_mask, lambda T: decoder.causal_mask(T)],
+                         ids=["the package's function", "a wrapper around it"])
+def test_mask_refuses_the_package_s_own_mask(borrowed):
+    """The exercise says "torch only": handing in decoder.causal_mask, or calling it, is not an answer."""
+    original = decoder.causal_mask
+    verdict = evaluate("ch6-causal-mask", borrowed)
+    assert verdict.status == "not yet" and "torch only" in verdict.hint
+    assert decoder.causal_mask is original  # restored after the check
+
+
 def test_mask_stub_is_not_attempted():
     assert evaluate("ch6-causal-mask", exercise_stub).status == "not attempted yet"
 

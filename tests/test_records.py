@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from transformer_course.records import read_record
+from transformer_course.records import DATA, read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = {  # every record a chapter reads, and the entries it needs
-    ROOT / "chapters" / "data" / "seq2seq_variants.json": {
+    DATA / "seq2seq_variants.json": {
         "recorded.machine": str, "recorded.torch": str, "recipe.steps": int, "runs": list},
     ROOT / "benchmarks" / "results" / "dev-machine.json": {
         "machine": str, "torch": str, "threads": int, "tables": (dict, list)},

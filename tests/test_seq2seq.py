@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from transformer_course import seq2seq, tasks, training
+from transformer_course import records, seq2seq, tasks, training
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = ROOT / "chapters" / "data" / "seq2seq_variants.json"
+RECORD = records.DATA / "seq2seq_variants.json"
 
 
 def _small_task(**kwargs) -> tasks.CopyTask:

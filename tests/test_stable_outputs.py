@@ -61,12 +61,10 @@ IGNORED = {
         "ch3-cell-17": "timing: seconds to train the BPE vocabularies",
         "ch3-cell-44": "last bits: float32 and float64 errors of the sinusoidal shift",
         "ch3-cell-shift-4": "trained: sinusoidal against learned positions, three seeds",
-        "ch3-cell-52": "timing: the chapter's run time",
     },
     "04_self_attention": {
         "ch4-cell-03": "environment: torch and numpy versions, the device",
         "ch4-cell-explorer": "page: the explorer's HTML embeds generated ids",
-        "ch4-cell-47": "timing: the chapter's run time",
     },
     "05_encoder": {
         "41963706": "environment: torch and numpy versions, the device, the threads",
@@ -77,22 +75,19 @@ IGNORED = {
         "ab190e81": "trained: the distance grids of every model",
         "b9a8e8e7": "trained: attention weight on the answer after training",
         "410a8085": "trained: encoders without positions",
-        "51927951": "timing: the chapter's run time",
     },
     "06_encoder_at_work": {
         "5bd90659": "environment: torch and numpy versions, the device, the threads",
         "b4ba1619": "timing: seconds per model",
-        "e8a6aa66": "timing: the chapter's run time",
     },
     "appendix_real_encoder": {
         "cb80997f": "environment: package versions",
         "d56b89c3": "last bits: our encoder against the reference",
-        "6520d5a9": "timing: sentences per second",
+        "6520d5a9": "timing: one forward pass, in milliseconds",
     },
     "appendix_scale": {
         "d33d0b62": "environment: torch version, CUDA, the threads",
         "7921fd1c": "timing: the command line's progress and times",
-        "48142b1d": "timing: the appendix's run time",
     },
 }
 KINDS = ("environment", "timing", "page", "trained", "last bits")

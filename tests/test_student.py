@@ -18,6 +18,7 @@ from nbval.plugin import coalesce_streams, get_sanitize_patterns
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+from build_decks import glued_values, toc_chapters  # noqa: E402
 from student_notebooks import main, numbered_chapters, student_version  # noqa: E402
 
 CHECK = re.compile(r'^exercises\.check\("([^"]+)"', re.M)
@@ -45,12 +46,22 @@ def solution_lines(notebook: nbformat.NotebookNode) -> list[str]:
     return lines
 
 
+def _left_out_by_the_page(cell) -> bool:
+    """Cells the student notebook leaves out: those the book's page removes (speaker notes, a
+    worked answer's computation) and the fences that open and close a solution."""
+    fence = re.fullmatch(r"\s*`{3,}\{solution-(start|end)\}[^`]*`{3,}\s*", cell.source)
+    removed = "remove-cell" in cell.metadata.get("tags", [])
+    return removed or (cell.cell_type == "markdown" and fence is not None)
+
+
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_student_notebook_keeps_every_cell_and_no_solution(chapter):
+def test_student_notebook_keeps_every_cell_of_the_page_and_no_solution(chapter):
     teacher = instructor(chapter)
     student = student_version(teacher)
-    assert [c.id for c in student.cells] == [c.id for c in teacher.cells]
-    assert [c.cell_type for c in student.cells] == [c.cell_type for c in teacher.cells]
+    kept = [c for c in teacher.cells if not _left_out_by_the_page(c)]
+    assert [c.id for c in student.cells] == [c.id for c in kept]
+    assert [c.cell_type for c in student.cells] == [c.cell_type for c in kept]
+    assert len(kept) < len(teacher.cells)  # speaker notes are not a student's
     code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
     # A line the chapter also shows outside its solutions (say `with torch.no_grad():`) is no secret.
     shown = {
@@ -66,12 +77,41 @@ def test_student_notebook_keeps_every_cell_and_no_solution(chapter):
     assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
     markdown = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
     assert not re.search(r"^`{3,}\{solution\}", markdown, re.M), f"{chapter}: a worked answer is left"
-    # Only the solutions changed: every other cell is the instructor's, word for word.
-    changed = [t.id for t, s in zip(teacher.cells, student.cells, strict=True) if t.source != s.source]
-    assert all(
-        "### BEGIN SOLUTION" in t.source or t.cell_type == "markdown"
-        for t in teacher.cells if t.id in changed
-    ), changed
+    # Among the code cells only the solutions changed: every other one is the instructor's, word for word.
+    changed = [t for t, s in zip(kept, student.cells, strict=True) if t.source != s.source]
+    assert all("### BEGIN SOLUTION" in t.source or t.cell_type == "markdown" for t in changed), changed
+
+
+# What a notebook viewer without MyST would show raw, or what a student must not meet.
+RAW = re.compile(r"\{(glue|cite|term|numref|ref|exercise|solution|admonition)[:\w-]*\}"
+                 r"|^:label:|^\(\w[\w.:-]*\)=|Speaker notes", re.M)
+TIMING_ASSERT = re.compile(r"^\s*assert\b.*\b(elapsed|\w*seconds)\b\s*<", re.M)
+
+
+@pytest.mark.parametrize("chapter", numbered_chapters())
+def test_student_notebook_reads_like_the_book_in_plain_jupyter(chapter):
+    """Its Markdown is rendered (glued numbers filled in, exercises, citations, terms and
+    cross-references as text), it has no speaker notes, and no cell asserts a run time."""
+    teacher = instructor(chapter)
+    student = student_version(teacher)
+    markdown = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
+    assert not RAW.findall(markdown), f"{chapter}: MyST markup left: {sorted(set(RAW.findall(markdown)))}"
+    glued = glued_values(teacher)
+    shown = [name for name in glued if re.search(rf"\b{name}\b", markdown)]
+    assert not shown, f"{chapter}: glue names instead of their values: {shown}"
+    assert "> **Exercise.**" in markdown
+    code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+    timing = TIMING_ASSERT.search(code)
+    assert not timing, f"{chapter}: a run-time assert: {timing and timing.group(0)}"
+
+
+@pytest.mark.parametrize("chapter", [c for c in toc_chapters() if c.startswith("chapters/")])
+def test_no_chapter_asserts_its_own_run_time(chapter):
+    """A student who reads slowly, or a busy laptop, must not fail a chapter: run-time budgets
+    are measured by benchmarks/bench_chapters.py, outside the notebooks."""
+    code = "\n".join(c.source for c in instructor(chapter).cells if c.cell_type == "code")
+    timing = TIMING_ASSERT.search(code)
+    assert not timing, f"{chapter}: a run-time assert: {timing and timing.group(0)}"
 
 
 def test_make_student_writes_one_notebook_per_numbered_chapter(tmp_path, capsys):
@@ -110,19 +150,21 @@ def compared_outputs(outputs: list) -> dict[str, list[str]]:
 
 @pytest.mark.slow  # runs each chapter once more, in a fresh kernel
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_student_notebook_runs_on_another_processor_and_shows_the_book_s_outputs(chapter):
-    """The student's copy, run under another processor's code paths (tests/other_cpu.env):
-    every check answers "not attempted yet", and every cell it shares with the book prints what
-    the book stored, digit for digit, as nbval compares them (the book's own cells are compared on
-    this processor by `make nbval`). This is the second-processor pass of the numbered chapters."""
+def test_student_notebook_runs_alone_on_another_processor_and_shows_the_book_s_outputs(chapter, tmp_path):
+    """The student's copy, alone in an empty folder (as a student downloads it) and run there
+    under another processor's code paths (tests/other_cpu.env): every check answers "not
+    attempted yet", and every cell it shares with the book prints what the book stored, digit for
+    digit, as nbval compares them (the book's own cells are compared on this processor by `make
+    nbval`). This is the second-processor pass of the numbered chapters."""
     from nbclient import NotebookClient
     from test_stable_outputs import other_cpu_env
 
     book = instructor(chapter)
-    student = student_version(book)
+    nbformat.write(student_version(book), tmp_path / f"{Path(chapter).name}.ipynb")
+    student = nbformat.read(tmp_path / f"{Path(chapter).name}.ipynb", as_version=4)
     env = {**os.environ, **NB_ENV, **other_cpu_env()}
     NotebookClient(student, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "chapters")}}).execute(env=env)
+                   resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)  # started in tmp_path
     verdicts = {}
     for cell in student.cells:
         if cell.cell_type == "code" and (match := CHECK.search(cell.source)):

@@ -3,7 +3,8 @@ Transformer's position tables.
 
 Chapter 6 trains its three models on the copy task in about a minute. What did not work takes
 longer to show (every variant, three seeds), so it is measured here once and recorded in
-``chapters/data/seq2seq_variants.json``, which the chapter renders and checks:
+``code/transformer_course/data/seq2seq_variants.json`` (package data, so the chapter's notebook
+finds it from any folder), which the chapter renders and checks:
 
 - the reversal task (write the source backwards) for all three models, same recipe;
 - the copy task for the Transformer with its default shared position table (the reference), the
@@ -14,7 +15,7 @@ Every run uses chapter 6's recipe (``seq2seq.COPY_TRAINING``, 15 warm-up steps),
 (``training.train``'s default), and its seed for the weights and the batches, so a rerun on the
 same torch build gives the same numbers. About 10 s per run on a free CPU core; 3 seeds x 7 runs.
 
-Usage: python tools/seq2seq_variants.py [--seeds 0 1 2] [--out chapters/data/seq2seq_variants.json]
+Usage: python tools/seq2seq_variants.py [--seeds 0 1 2] [--out FILE]  (default: the package's record)
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from transformer_course import seq2seq, tasks
+from transformer_course import records, seq2seq, tasks
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "chapters" / "data" / "seq2seq_variants.json"
+OUT = records.DATA / "seq2seq_variants.json"
 
 # (task, model, positions, position_init_std, builder) of every run, for one seed.
 VARIANTS: list[tuple[str, str, str | None, float | None, Callable[[], torch.nn.Module]]] = [

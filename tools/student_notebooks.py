@@ -1,12 +1,16 @@
-"""Write the student notebooks: every numbered chapter with its exercise solutions taken out.
+"""Write the student notebooks: every numbered chapter with its exercise solutions taken out,
+readable in plain Jupyter.
 
 In the instructor notebooks (``chapters/NN_*.ipynb``) each coding exercise is a function whose
 body holds the solution between ``### BEGIN SOLUTION`` and ``### END SOLUTION``. nbgrader's
 ``ClearSolutions`` preprocessor replaces each such region with a stub that raises
 ``NotImplementedError``, so the student's notebook defines the same functions, runs top to
 bottom, and its check cells answer "not attempted yet" until the student writes the bodies.
-The student notebook also drops every stored output (the student runs the cells) and the
-Markdown solutions of the conceptual questions, which are worked answers. Nothing else changes.
+The student notebook also drops every stored output (the student runs the cells), the Markdown
+solutions of the conceptual questions (worked answers), and the cells the book's pages remove
+(speaker notes, and cells that compute a worked answer's numbers). Its Markdown is the book's,
+rendered for a notebook viewer that knows no MyST: glued numbers filled in, exercises as quoted
+blocks, citations, terms and cross-references as text (the decks' renderer, build_decks.py).
 
 Usage: python tools/student_notebooks.py --out _build/student [--html _build/html]
 (--html also copies them into the built book, where each chapter page links to its own).
@@ -26,7 +30,7 @@ from nbgrader.preprocessors import ClearSolutions
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "slides"))
-from build_decks import toc_chapters  # noqa: E402  (one list of chapters: _toc.yml's)
+from build_decks import glued_values, myst_to_markdown, toc_chapters  # noqa: E402  (shared with the decks)
 
 NUMBERED = re.compile(r"chapters/\d\d_")
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -58,6 +62,7 @@ def _markdown_solution_ids(notebook: nbformat.NotebookNode) -> set[str]:
 def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student notebook of one instructor notebook (a new object; the input is unchanged)."""
     notebook = nbformat.from_dict(notebook)  # a deep copy
+    glued = glued_values(notebook)  # read before the outputs that hold them are cleared
     hidden = _markdown_solution_ids(notebook)
     inside = False
     for cell in notebook.cells:
@@ -68,11 +73,24 @@ def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in notebook.cells:
         if cell.id in hidden:
             cell.source = "*(The worked answer is in the book, under this exercise.)*"
+    notebook.cells = [cell for cell in notebook.cells if not _left_out(cell)]
     clear = ClearSolutions(enforce_metadata=False)
     clear.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("write this function")'}
     notebook, _ = clear.preprocess(notebook, {"language": "python"})
     notebook, _ = ClearOutputPreprocessor().preprocess(notebook, {})
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = myst_to_markdown(cell.source, glued, decks=False).strip()
     return notebook
+
+
+def _left_out(cell: nbformat.NotebookNode) -> bool:
+    """A cell the student's notebook leaves out: one the book's page removes (speaker notes, a
+    worked answer's computation), or the fence that opens or closes a solution."""
+    if "remove-cell" in cell.metadata.get("tags", []):
+        return True
+    fence = re.fullmatch(r"\s*`{3,}\{solution-(start|end)\}[^`]*`{3,}\s*", cell.source)
+    return cell.cell_type == "markdown" and fence is not None
 
 
 def main(argv: list[str] | None = None) -> int:

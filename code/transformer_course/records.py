@@ -4,7 +4,9 @@ Some measurements take longer than a chapter should (chapter 6's variants, three
 the benchmark of the scale appendix), so a script records them once, with the machine they were
 measured on, and the chapter renders the record. :func:`read_record` reads such a file and checks
 that it holds what the reader needs, so a damaged or outdated record is reported by name instead
-of surfacing as a ``KeyError`` somewhere inside a table.
+of surfacing as a ``KeyError`` somewhere inside a table. A record a student's notebook reads
+ships inside the package (its ``data`` folder, :data:`DATA`), so the notebook finds it from any
+folder: :func:`read_packaged_record`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
-__all__ = ["read_record"]
+__all__ = ["DATA", "read_packaged_record", "read_record"]
+
+DATA = Path(str(resources.files(__package__) / "data"))  # the records shipped with the package
 
 
 def read_record(path: str | os.PathLike, required: Mapping[str, type | tuple[type, ...]]) -> dict:
@@ -64,3 +69,15 @@ def read_record(path: str | os.PathLike, required: Mapping[str, type | tuple[typ
                 f"record: {str(path)!r}: entry {key!r} is of type {type(value).__name__}, expected {expected}"
             )
     return record
+
+
+def read_packaged_record(name: str, required: Mapping[str, type | tuple[type, ...]]) -> dict:
+    """:func:`read_record` of the record ``name`` in the package's ``data`` folder, wherever the
+    package is installed (a notebook needs no path to the repository).
+
+    Examples:
+        >>> record = read_packaged_record("seq2seq_variants.json", {"recorded.machine": str, "runs": list})
+        >>> len(record["runs"]) >= 21
+        True
+    """
+    return read_record(DATA / name, required)

@@ -13,6 +13,9 @@ feeding back the wrong thing then shows.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -60,16 +63,37 @@ def _source(model: nn.Module, B: int, S: int, seed: int) -> torch.Tensor:
     return torch.randint(0, model.num_symbols, (B, S), generator=generator)
 
 
+@contextlib.contextmanager
+def _without_the_package_mask() -> Iterator[None]:
+    """While the student's function runs, ``decoder.causal_mask`` answers with a hint instead."""
+
+    def refuse(*args, **kwargs):
+        raise NotYet("your function calls decoder.causal_mask: write the mask with torch only")
+
+    original = decoder.causal_mask
+    decoder.causal_mask = refuse
+    try:
+        yield
+    finally:
+        decoder.causal_mask = original
+
+
 @checker("ch6-causal-mask")
 def check_causal_mask(look_ahead_mask) -> None:
-    """``look_ahead_mask(T)`` against ``decoder.causal_mask(T)`` at lengths the chapter does not use."""
+    """``look_ahead_mask(T)`` against ``decoder.causal_mask(T)`` at lengths the chapter does not use.
+    The package's own mask is not an answer: the exercise asks for torch only."""
+    expect(look_ahead_mask is not decoder.causal_mask,
+           "that is the package's decoder.causal_mask itself: write the mask with torch only")
+    masks = {T: decoder.causal_mask(T) for T in _MASK_LENGTHS}
+    with _without_the_package_mask():
+        answers = {T: look_ahead_mask(T) for T in _MASK_LENGTHS}
     for T in _MASK_LENGTHS:
-        answer = look_ahead_mask(T)
+        answer = answers[T]
         expect(isinstance(answer, torch.Tensor),
                f"look_ahead_mask should return a torch.Tensor, got {type(answer).__name__}")
         expect(tuple(answer.shape) == (T, T),
                f"look_ahead_mask({T}) should have shape (T, T) = ({T}, {T}), got {tuple(answer.shape)}")
-        expected = decoder.causal_mask(T)
+        expected = masks[T]
         if answer.dtype != torch.bool:
             if torch.equal(answer.detach().cpu() != 0, expected):
                 raise NotYet(f"the pattern is right, but the tensor's dtype is {answer.dtype}: a mask "
