@@ -90,16 +90,21 @@ TIMING_ASSERT = re.compile(r"^\s*assert\b.*\b(elapsed|\w*seconds)\b\s*<", re.M)
 
 @pytest.mark.parametrize("chapter", numbered_chapters())
 def test_student_notebook_reads_like_the_book_in_plain_jupyter(chapter):
-    """Its Markdown is rendered (glued numbers filled in, exercises, citations, terms and
-    cross-references as text), it has no speaker notes, and no cell asserts a run time."""
+    """Its Markdown is rendered (glued numbers filled in, exercises numbered as in the book,
+    citations, terms and cross-references as text), it has no speaker notes, and no cell asserts
+    a run time."""
     teacher = instructor(chapter)
-    student = student_version(teacher)
+    number = int(Path(chapter).name[:2])
+    student = student_version(teacher, chapter=number)
     markdown = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
     assert not RAW.findall(markdown), f"{chapter}: MyST markup left: {sorted(set(RAW.findall(markdown)))}"
     glued = glued_values(teacher)
     shown = [name for name in glued if re.search(rf"\b{name}\b", markdown)]
     assert not shown, f"{chapter}: glue names instead of their values: {shown}"
-    assert "> **Exercise.**" in markdown
+    exercises = sum(len(re.findall(r"^`{3,}\{exercise\}", c.source, re.M)) for c in teacher.cells
+                    if c.cell_type == "markdown")
+    numbered = re.findall(rf"^> \*\*Exercise {number}\.(\d+)\.\*\*$", markdown, re.M)
+    assert exercises >= 3 and numbered == [str(k) for k in range(1, exercises + 1)], numbered
     code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
     timing = TIMING_ASSERT.search(code)
     assert not timing, f"{chapter}: a run-time assert: {timing and timing.group(0)}"
@@ -160,8 +165,9 @@ def test_student_notebook_runs_alone_on_another_processor_and_shows_the_book_s_o
     from test_stable_outputs import other_cpu_env
 
     book = instructor(chapter)
-    nbformat.write(student_version(book), tmp_path / f"{Path(chapter).name}.ipynb")
-    student = nbformat.read(tmp_path / f"{Path(chapter).name}.ipynb", as_version=4)
+    copy = tmp_path / f"{Path(chapter).name}.ipynb"
+    nbformat.write(student_version(book, chapter=int(Path(chapter).name[:2])), copy)
+    student = nbformat.read(copy, as_version=4)
     env = {**os.environ, **NB_ENV, **other_cpu_env()}
     NotebookClient(student, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)  # started in tmp_path

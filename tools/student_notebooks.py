@@ -59,8 +59,9 @@ def _markdown_solution_ids(notebook: nbformat.NotebookNode) -> set[str]:
     return ids
 
 
-def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student notebook of one instructor notebook (a new object; the input is unchanged)."""
+def student_version(notebook: nbformat.NotebookNode, chapter: int | None = None) -> nbformat.NotebookNode:
+    """The student notebook of one instructor notebook (a new object; the input is unchanged).
+    With the ``chapter``'s number, its exercises are numbered as in the book (Exercise 6.1, ...)."""
     notebook = nbformat.from_dict(notebook)  # a deep copy
     glued = glued_values(notebook)  # read before the outputs that hold them are cleared
     hidden = _markdown_solution_ids(notebook)
@@ -78,9 +79,14 @@ def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     clear.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("write this function")'}
     notebook, _ = clear.preprocess(notebook, {"language": "python"})
     notebook, _ = ClearOutputPreprocessor().preprocess(notebook, {})
+    exercises = 0
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             cell.source = myst_to_markdown(cell.source, glued, decks=False).strip()
+            while chapter is not None and "> **Exercise.**" in cell.source:
+                exercises += 1
+                numbered = f"> **Exercise {chapter}.{exercises}.**"
+                cell.source = cell.source.replace("> **Exercise.**", numbered, 1)
     return notebook
 
 
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for chapter in numbered_chapters():
         source = ROOT / f"{chapter}.ipynb"
-        student = student_version(nbformat.read(source, as_version=4))
+        student = student_version(nbformat.read(source, as_version=4), chapter=int(source.name[:2]))
         leftover = [m for cell in student.cells for m in SOLUTION_MARKERS if m in cell.source]
         if leftover:
             raise SystemExit(f"{source}: solution markers left after stripping: {leftover}")
