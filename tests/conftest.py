@@ -133,6 +133,15 @@ def padding_mask_from_lengths(lengths: torch.Tensor | list[int], T: int) -> torc
     return torch.arange(T)[None, :] < lengths[:, None]
 
 
+@pytest.fixture(scope="session")
+def other_cpu_env() -> dict[str, str]:
+    """Another processor's code paths: the KEY=VALUE settings of tests/other_cpu.env (the
+    Makefile's nbval-other-cpu reads the same file)."""
+    path = Path(__file__).resolve().parent / "other_cpu.env"
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 @pytest.fixture
 def ax():
     """A fresh matplotlib Axes, closed after the test."""

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from gpu_check import steps  # tools/ is on sys.path (conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-from gpu_check import steps  # noqa: E402
 
 
 def test_the_check_covers_gpu_tests_every_chapter_and_the_cuda_benchmark(tmp_path):

@@ -306,17 +306,16 @@ def test_every_recorded_seed_of_the_sinusoidal_variant_holds_the_claim():
 
 
 _RETRAIN = """
-import json, sys
-sys.path.insert(0, {tools!r})
+import json
 from seq2seq_variants import VARIANTS, run
 (build,) = [v[-1] for v in VARIANTS if tuple(v[:3]) == {variant!r}]
 print(json.dumps(run({variant!r}[0], build, seed=0)))
-"""
+"""  # run with tools/ as the working directory, which `python -c` puts on sys.path
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["this processor", "another processor's code paths"])
-def test_the_sinusoidal_variant_retrained_holds_the_claim(cpu):
+def test_the_sinusoidal_variant_retrained_holds_the_claim(cpu, other_cpu_env):
     """tools/seq2seq_variants.py's run of seed 0, retrained in a fresh process. The other
     processor is tests/other_cpu.env with MKL on its generic path (MKL_CBWR=COMPATIBLE, slow, fine
     for one small run): on the development machine (Intel Xeon, AVX-512, AMX) that gave 0.168 at
@@ -325,13 +324,10 @@ def test_the_sinusoidal_variant_retrained_holds_the_claim(cpu):
     import subprocess
     import sys
 
-    from test_stable_outputs import other_cpu_env
-
-    other = {**other_cpu_env(), "MKL_CBWR": "COMPATIBLE"}
+    other = {**other_cpu_env, "MKL_CBWR": "COMPATIBLE"}
     env = dict(os.environ, **(other if cpu.startswith("another") else {}))
-    code = _RETRAIN.format(tools=str(ROOT / "tools"), variant=SINUSOIDAL)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            timeout=600, check=True)
+    result = subprocess.run([sys.executable, "-c", _RETRAIN.format(variant=SINUSOIDAL)], cwd=ROOT / "tools",
+                            env=env, capture_output=True, text=True, timeout=600, check=True)
     measured = json.loads(result.stdout.splitlines()[-1])
     assert _holds_the_sinusoidal_claim(measured), measured
 
@@ -353,10 +349,7 @@ def test_recorded_variants_cover_every_variant_and_seed():
 def test_the_variants_script_records_the_machine_and_what_it_ran_on(tmp_path, monkeypatch):
     """tools/seq2seq_variants.py's record names the CPU, the kernels torch picked and the versions
     (its runs are replaced by a stub: the real ones take minutes)."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    import seq2seq_variants
+    import seq2seq_variants  # tools/ is on sys.path (conftest)
 
     scores = {str(n): 0.5 for n in tasks.CopyTask().test_lengths}
     monkeypatch.setattr(seq2seq_variants, "run", lambda *args, **kwargs: {

@@ -35,7 +35,6 @@ from build_decks import glued_values, toc_chapters
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = toc_chapters()
 PAGES = [ROOT / name for name in ("intro.md", "glossary.md", "bibliography.md")]
-OTHER_CPU_ENV = ROOT / "tests" / "other_cpu.env"
 GLUE = re.compile(r"\{glue(?::\w+)?\}`(?P<name>[^`:]+)(?::(?P<spec>[^`]*))?`")
 
 # Every cell nbval does not compare, by chapter and cell id, with the reason. The first word is
@@ -208,12 +207,6 @@ def test_an_ignored_trained_or_last_bit_cell_has_its_claim_asserted(chapter):
     assert not silent, f"{chapter}: ignored cells whose claim no cell beside them asserts: {silent}"
 
 
-def other_cpu_env() -> dict[str, str]:
-    """The settings of tests/other_cpu.env (KEY=VALUE lines; # comments)."""
-    lines = (line.strip() for line in OTHER_CPU_ENV.read_text(encoding="utf-8").splitlines())
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-
 _PROBE = """
 import torch
 torch.manual_seed(0)
@@ -223,10 +216,10 @@ print(torch.backends.cpu.get_cpu_capability(), (a @ b).sum().item(), torch.softm
 """
 
 
-def test_the_other_cpu_settings_change_the_digits():
+def test_the_other_cpu_settings_change_the_digits(other_cpu_env):
     """On a machine with AVX-512, the settings of the second nbval pass make PyTorch and MKL take
     another processor's code paths (else that pass would only repeat the first)."""
-    env = other_cpu_env()
+    env = other_cpu_env
     assert {"MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"} <= set(env)
 
     def probe(extra: dict[str, str]) -> list[str]:

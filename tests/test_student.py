@@ -9,17 +9,15 @@ import difflib
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from build_decks import glued_values, toc_chapters  # slides/ and tools/ are on sys.path (conftest)
 from nbval.plugin import coalesce_streams, get_sanitize_patterns
+from student_notebooks import left_out, main, numbered_chapters, student_version
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-from build_decks import glued_values, toc_chapters  # noqa: E402
-from student_notebooks import main, numbered_chapters, student_version  # noqa: E402
 
 CHECK = re.compile(r'^exercises\.check\("([^"]+)"', re.M)
 
@@ -46,22 +44,15 @@ def solution_lines(notebook: nbformat.NotebookNode) -> list[str]:
     return lines
 
 
-def _left_out_by_the_page(cell) -> bool:
-    """Cells the student notebook leaves out: those the book's page removes (speaker notes, a
-    worked answer's computation) and the fences that open and close a solution."""
-    fence = re.fullmatch(r"\s*`{3,}\{solution-(start|end)\}[^`]*`{3,}\s*", cell.source)
-    removed = "remove-cell" in cell.metadata.get("tags", [])
-    return removed or (cell.cell_type == "markdown" and fence is not None)
-
-
 @pytest.mark.parametrize("chapter", numbered_chapters())
 def test_student_notebook_keeps_every_cell_of_the_page_and_no_solution(chapter):
     teacher = instructor(chapter)
     student = student_version(teacher)
-    kept = [c for c in teacher.cells if not _left_out_by_the_page(c)]
+    kept = [c for c in teacher.cells if not left_out(c)]
+    notes = [c for c in teacher.cells if "Speaker notes" in c.source]
+    assert notes and all(left_out(c) for c in notes)  # speaker notes are not a student's
     assert [c.id for c in student.cells] == [c.id for c in kept]
     assert [c.cell_type for c in student.cells] == [c.cell_type for c in kept]
-    assert len(kept) < len(teacher.cells)  # speaker notes are not a student's
     code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
     # A line the chapter also shows outside its solutions (say `with torch.no_grad():`) is no secret.
     shown = {
@@ -155,20 +146,20 @@ def compared_outputs(outputs: list) -> dict[str, list[str]]:
 
 @pytest.mark.slow  # runs each chapter once more, in a fresh kernel
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_student_notebook_runs_alone_on_another_processor_and_shows_the_book_s_outputs(chapter, tmp_path):
+def test_student_notebook_runs_alone_on_another_processor_and_shows_the_book_s_outputs(chapter, tmp_path,
+                                                                                        other_cpu_env):
     """The student's copy, alone in an empty folder (as a student downloads it) and run there
     under another processor's code paths (tests/other_cpu.env): every check answers "not
     attempted yet", and every cell it shares with the book prints what the book stored, digit for
     digit, as nbval compares them (the book's own cells are compared on this processor by `make
     nbval`). This is the second-processor pass of the numbered chapters."""
     from nbclient import NotebookClient
-    from test_stable_outputs import other_cpu_env
 
     book = instructor(chapter)
     copy = tmp_path / f"{Path(chapter).name}.ipynb"
     nbformat.write(student_version(book, chapter=int(Path(chapter).name[:2])), copy)
     student = nbformat.read(copy, as_version=4)
-    env = {**os.environ, **NB_ENV, **other_cpu_env()}
+    env = {**os.environ, **NB_ENV, **other_cpu_env}
     NotebookClient(student, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)  # started in tmp_path
     verdicts = {}

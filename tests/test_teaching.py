@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from build_decks import deck_path, glued_values, toc_chapters  # slides/ is on sys.path (conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
-sys.path.insert(0, str(ROOT / "slides"))
-from build_decks import deck_path, glued_values, toc_chapters  # noqa: E402
 
 CHAPTERS = toc_chapters()
 NUMBERED = [c for c in CHAPTERS if re.match(r"^chapters/\d\d_", c)]

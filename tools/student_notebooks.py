@@ -74,7 +74,7 @@ def student_version(notebook: nbformat.NotebookNode, chapter: int | None = None)
     for cell in notebook.cells:
         if cell.id in hidden:
             cell.source = "*(The worked answer is in the book, under this exercise.)*"
-    notebook.cells = [cell for cell in notebook.cells if not _left_out(cell)]
+    notebook.cells = [cell for cell in notebook.cells if not left_out(cell)]
     clear = ClearSolutions(enforce_metadata=False)
     clear.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("write this function")'}
     notebook, _ = clear.preprocess(notebook, {"language": "python"})
@@ -90,7 +90,7 @@ def student_version(notebook: nbformat.NotebookNode, chapter: int | None = None)
     return notebook
 
 
-def _left_out(cell: nbformat.NotebookNode) -> bool:
+def left_out(cell: nbformat.NotebookNode) -> bool:
     """A cell the student's notebook leaves out: one the book's page removes (speaker notes, a
     worked answer's computation), or the fence that opens or closes a solution."""
     if "remove-cell" in cell.metadata.get("tags", []):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .training import MiniBatches
@@ -148,9 +148,9 @@ def load_checkpoint(
     # Everything is read and checked before anything is restored: a file that fails a check
     # leaves the model, the optimizer, the batches and the scaler as they were.
     try:
-        with safe_open(str(path), framework="pt") as file:
+        with safe_open(str(path), framework="pt") as file:  # one read: the header, then every tensor
             metadata = file.metadata() or {}
-        tensors = load_file(path)
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
     except SafetensorError as error:  # a damaged header, or fewer bytes than the header promises
         raise ValueError(f"checkpoint: {str(path)!r} is not a readable safetensors file, truncated or "
                          f"corrupt ({error})") from None
@@ -169,7 +169,7 @@ def load_checkpoint(
                 + ", ".join(differ)
             )
     weights = {name[len("model."):]: value for name, value in tensors.items() if name.startswith("model.")}
-    _check_shapes(path, "the model", weights, model.state_dict())
+    _check_model_shapes(path, weights, model.state_dict())
     if optimizer is not None:
         optimizer_state = _optimizer_state(path, state, tensors, optimizer)
     if scaler is not None and state["scaler"] is None:
@@ -215,17 +215,17 @@ def _read_state(path: Path, text: str | None, tensors: Mapping[str, torch.Tensor
     return state
 
 
-def _check_shapes(path: Path, what: str, saved: Mapping[str, torch.Tensor],
-                  expected: Mapping[str, torch.Tensor]) -> None:
-    """ValueError naming the tensors that ``saved`` lacks, adds, or holds at another shape."""
+def _check_model_shapes(path: Path, saved: Mapping[str, torch.Tensor],
+                        expected: Mapping[str, torch.Tensor]) -> None:
+    """ValueError naming the weights that ``saved`` lacks, adds, or holds at another shape."""
     problems = [f"{name} missing" for name in expected if name not in saved]
     problems += [f"{name} unexpected" for name in saved if name not in expected]
-    problems += [f"{name} is {tuple(saved[name].shape)} in the file, {tuple(expected[name].shape)} in {what}"
-                 for name in expected if name in saved and saved[name].shape != expected[name].shape]
+    problems += [f"{name} is {tuple(saved[name].shape)} in the file, {tuple(tensor.shape)} in the model"
+                 for name, tensor in expected.items() if name in saved and saved[name].shape != tensor.shape]
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"checkpoint: {str(path)!r} does not fit {what}, written for another model size or "
-                         f"architecture: {'; '.join(problems[:3])}{more}")
+        raise ValueError(f"checkpoint: {str(path)!r} does not fit the model, written for another model size "
+                         f"or architecture: {'; '.join(problems[:3])}{more}")
 
 
 def _optimizer_state(path: Path, state: Mapping, tensors: Mapping[str, torch.Tensor],

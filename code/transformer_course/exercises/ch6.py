@@ -13,8 +13,7 @@ feeding back the wrong thing then shows.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from unittest import mock
 
 import torch
 from torch import nn
@@ -63,19 +62,9 @@ def _source(model: nn.Module, B: int, S: int, seed: int) -> torch.Tensor:
     return torch.randint(0, model.num_symbols, (B, S), generator=generator)
 
 
-@contextlib.contextmanager
-def _without_the_package_mask() -> Iterator[None]:
-    """While the student's function runs, ``decoder.causal_mask`` answers with a hint instead."""
-
-    def refuse(*args, **kwargs):
-        raise NotYet("your function calls decoder.causal_mask: write the mask with torch only")
-
-    original = decoder.causal_mask
-    decoder.causal_mask = refuse
-    try:
-        yield
-    finally:
-        decoder.causal_mask = original
+def _refuse_the_package_mask(*args, **kwargs):
+    """Stands in for ``decoder.causal_mask`` while the student's function runs."""
+    raise NotYet("your function calls decoder.causal_mask: write the mask with torch only")
 
 
 @checker("ch6-causal-mask")
@@ -85,7 +74,7 @@ def check_causal_mask(look_ahead_mask) -> None:
     expect(look_ahead_mask is not decoder.causal_mask,
            "that is the package's decoder.causal_mask itself: write the mask with torch only")
     masks = {T: decoder.causal_mask(T) for T in _MASK_LENGTHS}
-    with _without_the_package_mask():
+    with mock.patch.object(decoder, "causal_mask", _refuse_the_package_mask):
         answers = {T: look_ahead_mask(T) for T in _MASK_LENGTHS}
     for T in _MASK_LENGTHS:
         answer = answers[T]
