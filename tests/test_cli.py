@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from transformer_course import checkpoint, cli, distributed, models, tasks, training
+from transformer_course import checkpoint, cli, distance_grid, distributed, models, tasks, training
 
 # A model and data set small enough that a run of a few steps takes a fraction of a second.
 TINY = [
@@ -244,8 +244,8 @@ def test_the_model_options_default_to_the_recall_encoder_config():
     args = cli.build_parser().parse_args([])
     book = models.RecallEncoderConfig()
     assert (args.d_model, args.num_heads, args.num_layers) == (book.d_model, book.num_heads, book.num_layers)
-    assert cli._run_settings(args)["d_ff"] == book.resolved_d_ff
-    assert args.steps == training.STEPS["encoder"]
+    assert cli.run_settings(args)["d_ff"] == book.resolved_d_ff
+    assert args.steps == distance_grid.STEPS["encoder"]
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from transformer_course.exercises import check, evaluate, exercise_ids
+from transformer_course.exercises import _core, check, evaluate, exercise_ids
 from transformer_course.exercises._core import NotYet, checker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,11 @@ def test_every_check_cell_has_a_checker_and_every_checker_a_check_cell():
     assert sorted(labels) == exercise_ids()
 
 
-def test_verdicts_never_end_in_a_traceback(capsys):
+def test_verdicts_never_end_in_a_traceback(capsys, monkeypatch):
+    # A test of the registry itself (the private _core): a checker registered for this test only,
+    # in a copy of the registry that monkeypatch puts back afterwards, whether the test passes or not.
+    monkeypatch.setattr(_core, "_CHECKERS", dict(_core._CHECKERS))
+
     @checker("test-only-square")
     def _square(fn):
         if fn(3) != 9:
@@ -48,9 +52,6 @@ def test_verdicts_never_end_in_a_traceback(capsys):
     assert crashed.status == "not yet" and crashed.hint.startswith("your code raised AttributeError")
     check("test-only-square", lambda x: 2 * x)
     assert capsys.readouterr().out == "test-only-square: not yet - square the number\n"
-    from transformer_course.exercises import _core
-
-    del _core._CHECKERS["test-only-square"]
 
 
 def test_an_unknown_exercise_is_a_clear_error():

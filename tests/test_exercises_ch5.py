@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from transformer_course import attention, encoder
 from transformer_course.exercises import evaluate
-from transformer_course.exercises.ch5 import _FORWARD_CASES, _LENGTHS, _SIZES, _layer_flops
+from transformer_course.exercises.ch5 import FORWARD_CASES, LENGTHS, SIZES, layer_flops
 
 CHAPTER = "05_encoder"
 
@@ -42,7 +42,7 @@ def assert_not_yet(verdict, *forbidden: object) -> None:
 
 def expected_parameters() -> list[int]:
     """The package layers' parameter counts at the checker's sizes (none may appear in a hint)."""
-    return [sum(p.numel() for p in encoder.EncoderLayer(d, h, f).parameters()) for d, h, f in _SIZES]
+    return [sum(p.numel() for p in encoder.EncoderLayer(d, h, f).parameters()) for d, h, f in SIZES]
 
 
 # ---------------------------------------------------------------- ch5-count
@@ -54,12 +54,12 @@ def test_count_solution_is_correct(count_solution):
 
 def test_count_checker_truth_is_flop_counter_mode():
     # The checker reads the count off the layer's modules; it must be what FlopCounterMode counts.
-    for d, h, f in _SIZES:
+    for d, h, f in SIZES:
         layer = encoder.EncoderLayer(d, h, f, dropout=0.0)
-        for T in _LENGTHS:
+        for T in LENGTHS:
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
                 layer(torch.zeros(1, T, d), return_attention=True)  # the explicit path
-            assert _layer_flops(layer, T) == counter.get_total_flops()
+            assert layer_flops(layer, T) == counter.get_total_flops()
 
 
 def test_count_solution_backs_the_worked_answer(count_solution):
@@ -105,7 +105,7 @@ def test_count_rejects_wrong_parameter_formulas(count_solution, wrong_parameters
 )
 def test_count_rejects_wrong_flop_formulas(count_solution, wrong_flops):
     parameters, _ = count_solution
-    counts = [8 * t * d * d + 4 * t * t * d + 4 * t * d * f for d, _, f in _SIZES for t in _LENGTHS]
+    counts = [8 * t * d * d + 4 * t * t * d + 4 * t * d * f for d, _, f in SIZES for t in LENGTHS]
     assert_not_yet(evaluate("ch5-count", parameters, wrong_flops), *counts)
 
 
@@ -259,7 +259,7 @@ def test_assemble_rejects_other_names_and_instances(layer_solution):
     verdict = evaluate("ch5-assemble-layer", OtherNames)
     assert_not_yet(verdict)
     assert "self_attn" in verdict.hint
-    d, h, f, *_ = _FORWARD_CASES[0]
+    d, h, f, *_ = FORWARD_CASES[0]
     assert_not_yet(evaluate("ch5-assemble-layer", layer_solution(d, h, f)))
 
 

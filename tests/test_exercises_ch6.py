@@ -9,7 +9,7 @@ from conftest import exercise_stub, solution_namespace
 
 from transformer_course import decoder, seq2seq
 from transformer_course.exercises import evaluate
-from transformer_course.exercises.ch6 import _GREEDY_CASES, _MASK_LENGTHS, _seeded_model, _source
+from transformer_course.exercises.ch6 import GREEDY_CASES, MASK_LENGTHS, seeded_model, seeded_source
 
 CHAPTER = "06_encoder_at_work"
 
@@ -44,7 +44,7 @@ def test_mask_solution_is_correct(mask_solution):
 
 
 def test_mask_checker_uses_lengths_the_chapter_does_not_show():
-    assert 5 not in _MASK_LENGTHS and 1 in _MASK_LENGTHS
+    assert 5 not in MASK_LENGTHS and 1 in MASK_LENGTHS
 
 
 def test_mask_solution_equals_the_package_mask(mask_solution):
@@ -162,19 +162,19 @@ def test_greedy_accepts_re_encoding_at_every_step():
 
 
 def test_greedy_cases_cover_both_families_and_lengths_other_than_the_source():
-    families = {family for family, *_ in _GREEDY_CASES}
+    families = {family for family, *_ in GREEDY_CASES}
     assert families == {"gru", "gru+attention", "transformer"}
-    assert any(S == length for _, _, _, S, length in _GREEDY_CASES)
-    assert any(S < length for _, _, _, S, length in _GREEDY_CASES)
-    assert any(S > length for _, _, _, S, length in _GREEDY_CASES)
+    assert any(S == length for _, _, _, S, length in GREEDY_CASES)
+    assert any(S < length for _, _, _, S, length in GREEDY_CASES)
+    assert any(S > length for _, _, _, S, length in GREEDY_CASES)
 
 
 def test_greedy_models_write_different_symbols_at_different_positions():
     # The checker's untrained models must not write one symbol everywhere, or feeding back the
     # wrong thing would go unnoticed.
-    for family, seed, B, S, length in _GREEDY_CASES:
-        model = _seeded_model(family, seed)
-        written = seq2seq.greedy_decode(model, _source(model, B, S, seed), length)
+    for family, seed, B, S, length in GREEDY_CASES:
+        model = seeded_model(family, seed)
+        written = seq2seq.greedy_decode(model, seeded_source(model, B, S, seed), length)
         assert all(len(set(row)) >= min(3, length) for row in written.tolist()), (family, seed)
 
 
@@ -202,9 +202,9 @@ def test_greedy_rejects_wrong_decoders(wrong, hint_word):
 def test_greedy_hint_shows_no_expected_symbols(greedy_solution):
     # The hint names the case (family, batch, lengths) but never the symbols to write.
     verdict = evaluate("ch6-greedy", first_position_kept)
-    family, seed, B, S, length = _GREEDY_CASES[0]
-    model = _seeded_model(family, seed)
-    expected = greedy_solution(model, _source(model, B, S, seed), length)
+    family, seed, B, S, length = GREEDY_CASES[0]
+    model = seeded_model(family, seed)
+    expected = greedy_solution(model, seeded_source(model, B, S, seed), length)
     assert str(expected.tolist()) not in verdict.hint and str(expected[0].tolist()) not in verdict.hint
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from build_decks import toc_chapters
 from conftest import random_padding_mask
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from book_tools.toc import toc_chapters
 from transformer_course import runtime
 from transformer_course.attention import MultiHeadAttention, to_torch_key_padding_mask
 from transformer_course.encoder import Encoder

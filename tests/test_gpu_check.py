@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from gpu_check import steps  # tools/ is on sys.path (conftest)
 
-ROOT = Path(__file__).resolve().parents[1]
+from book_tools.gpu_check import steps
+from book_tools.toc import toc_chapters
 
 
 def test_the_check_covers_gpu_tests_every_chapter_and_the_cuda_benchmark(tmp_path):
-    from build_decks import toc_chapters
-
     plan = {name: command for name, command, _ in steps(tmp_path)}
     tests, chapters, bench = plan.values()
     assert tests[1:5] == ["-m", "pytest", "-m", "gpu"]
@@ -29,7 +26,7 @@ def test_the_check_covers_gpu_tests_every_chapter_and_the_cuda_benchmark(tmp_pat
 @pytest.mark.slow  # starts a Python process
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
 def test_without_cuda_it_says_so_and_runs_nothing(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--out", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "book_tools.gpu_check", "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "no CUDA device" in run.stderr and "Nothing was run" in run.stderr

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, one training loop, modules a reader can take in at once."""
+"""The package's shape: no import cycles, one training loop, modules a reader can take in at once, no
+private name used across modules, and no ``sys.path`` manipulation anywhere in the repository."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "code" / "transformer_course"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "code" / "transformer_course"
+TOOLS = ROOT / "code" / "book_tools"  # the book's build tools, run as python -m book_tools.<name>
 MODULES = {
     ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__"): path
     for path in sorted(PACKAGE.rglob("*.py"))
@@ -113,11 +116,61 @@ def test_importing_the_package_loads_no_module_of_it():
 
 
 def test_one_minimum_python_everywhere():
-    """The README, the package's metadata and ruff's target name the same oldest Python."""
+    """The README, the metadata of the course package and of the book's tools (book_tools, the
+    top-level pyproject.toml) and ruff's target name the same oldest Python."""
     root = PACKAGE.parents[1]
     readme = re.search(r"Python (3\.\d+) or newer", (root / "README.md").read_text()).group(1)
     metadata = (root / "code" / "pyproject.toml").read_text()
     required = re.search(r'requires-python = ">=(3\.\d+)"', metadata).group(1)
-    target = re.search(r'target-version = "py3(\d+)"', (root / "pyproject.toml").read_text()).group(1)
-    assert readme == required == f"3.{target}", (readme, required, target)
+    top_level = (root / "pyproject.toml").read_text()
+    tools_required = re.search(r'requires-python = ">=(3\.\d+)"', top_level).group(1)
+    target = re.search(r'target-version = "py3(\d+)"', top_level).group(1)
+    assert readme == required == tools_required == f"3.{target}", (readme, required, tools_required, target)
     assert sys.version_info >= tuple(int(part) for part in required.split("."))
+
+
+@pytest.mark.parametrize("path", sorted([*PACKAGE.rglob("*.py"), *TOOLS.rglob("*.py")]), ids=lambda p: p.name)
+def test_no_module_is_longer_than_600_lines(path):
+    assert path.read_text().count("\n") <= 600, f"{path.relative_to(ROOT)}: split it by what it does"
+
+
+def _private_names_used_across_modules(name: str, path: Path) -> list[str]:
+    """``from .other import _name`` and ``other._name`` where ``other`` is another module of the
+    package (a private module such as ``_checks`` may be imported; its public names used)."""
+    tree = ast.parse(path.read_text())
+    modules = {}  # local name -> package module it is bound to
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or node.module.startswith("transformer_course")):
+            for alias in node.names:
+                imported = _imports(name, path) & {m for m in MODULES if m.rsplit(".", 1)[-1] == alias.name}
+                if imported:
+                    modules[alias.asname or alias.name] = imported.pop()
+                elif alias.name.startswith("_"):
+                    found.append(f"{name}: from {'.' * node.level}{node.module or ''} import {alias.name}")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{name}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    found = [use for name, path in MODULES.items() for use in _private_names_used_across_modules(name, path)]
+    assert found == []
+
+
+def test_the_private_name_check_sees_a_private_import(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("from .encoder import _check_encoder_input\nfrom . import training\ntraining._x\n")
+    assert len(_private_names_used_across_modules("planted", planted)) == 2
+
+
+def test_nothing_in_the_repository_edits_sys_path():
+    edit = re.compile(r"sys\.path\.(insert|append)|sys\.path\s*=")
+    sources = [path for folder in ("code", "tests", "benchmarks") for path in (ROOT / folder).rglob("*.py")]
+    editing = [str(path.relative_to(ROOT)) for path in sources
+               if path != Path(__file__) and edit.search(path.read_text())]
+    assert editing == []
+    # Jupyter Book's local_extensions put their folders on sys.path
+    assert "local_extensions" not in (ROOT / "_config.yml").read_text()

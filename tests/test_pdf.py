@@ -1,7 +1,7 @@
 """The printed book and the printed slides, read back from the PDFs with pypdf.
 
 The book's PDF is `make pdf`'s `_build/pdf/transformers-i.pdf` (`make test` prints it before
-pytest runs); the handouts are printed here, by slides/print_handouts.py, into a temporary
+pytest runs); the handouts are printed here, by book_tools.handouts, into a temporary
 folder. Each check reads what a reader gets: the pages, their text layer, the links and the
 bookmarks. The chapters are those of `_toc.yml`, so a chapter added there is checked too.
 """
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from build_decks import deck_path, toc_chapters
+
+from book_tools.decks import deck_path
+from book_tools.toc import toc_chapters
 
 pytestmark = pytest.mark.slow  # reads a 250-page PDF; the handouts start headless Chromium
 
@@ -288,12 +290,12 @@ class _DeckOutline(HTMLParser):
 
 @pytest.fixture(scope="module")
 def handouts(tmp_path_factory):
-    """Every deck printed by slides/print_handouts.py into a temporary folder."""
+    """Every deck printed by book_tools.handouts into a temporary folder."""
     if not all((HTML / deck_path(c)).is_file() for c in toc_chapters()):
         pytest.fail("the decks are not built: `make book` builds them")
     out = tmp_path_factory.mktemp("handouts")
-    subprocess.run([sys.executable, str(ROOT / "slides" / "print_handouts.py"), "--html", str(HTML),
-                    "--out", str(out)], check=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "book_tools.handouts", "--html", str(HTML), "--out", str(out)],
+                   check=True, timeout=600)
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,6 @@ from torch import nn
 
 from transformer_course import records, seq2seq, tasks, training
 
-ROOT = Path(__file__).resolve().parents[1]
 RECORD = records.DATA / "seq2seq_variants.json"
 
 
@@ -219,20 +217,24 @@ def test_train_copy_learns_and_is_deterministic():
     assert first.test_accuracy[-1] == report.mean_sequence_accuracy
 
 
-def test_train_hooks_draw_batches_schedule_the_rate_and_score():
+def test_train_draws_batches_as_it_goes_schedules_the_rate_and_scores():
     model = nn.Linear(3, 2)
     drawn, rates = [], []
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
-    def batch_fn(step):
-        drawn.append(step)
-        return torch.randn(4, 3), torch.zeros(4, dtype=torch.long)
+    def batches():
+        while True:
+            drawn.append(len(drawn) + 1)
+            yield torch.randn(4, 3), torch.zeros(4, dtype=torch.long)
 
+    class Rates(training.Callback):
+        def on_step_end(self, state):
+            rates.append(state.optimizer.param_groups[0]["lr"])
+
+    schedule = training.LearningRateSchedule(training.warmup_cosine(2, 6))
     result = training.train(
-        model, None, training.TrainConfig(steps=6, eval_every=3, lr=0.1, optimizer="sgd"),
-        device="cpu", optimizer=optimizer, batch_fn=batch_fn, score_fn=lambda m: 0.5,
-        lr_schedule=training.warmup_cosine(2, 6),
-        on_step=lambda step, _: rates.append(optimizer.param_groups[0]["lr"]),
+        model, batches(), training.TrainConfig(steps=6, eval_every=3, lr=0.1, optimizer="sgd"),
+        device="cpu", callbacks=[schedule, Rates()], optimizer=optimizer, score=lambda m: 0.5,
     )
     assert drawn == [1, 2, 3, 4, 5, 6]
     assert result.eval_steps == [3, 6] and result.test_accuracy == [0.5, 0.5]
@@ -250,25 +252,23 @@ def test_train_passes_a_tuple_of_inputs_as_separate_arguments():
         def forward(self, a, b):
             return self.linear(a + b)
 
-    seen = training.train(
-        Two(), None, training.TrainConfig(steps=2, eval_every=2), device="cpu",
-        batch_fn=lambda step: ((torch.randn(4, 3), torch.randn(4, 3)), torch.zeros(4, dtype=torch.long)),
-        score_fn=lambda m: 1.0,
-    )
+    def batches():
+        while True:
+            yield (torch.randn(4, 3), torch.randn(4, 3)), torch.zeros(4, dtype=torch.long)
+
+    seen = training.train(Two(), batches(), training.TrainConfig(steps=2, eval_every=2), device="cpu",
+                          score=lambda m: 1.0)
     assert len(seen.losses) == 2 and all(math.isfinite(x) for x in seen.losses)
 
 
-def test_train_hook_misuse_is_reported():
+def test_train_misuse_is_reported():
     model = nn.Linear(3, 2)
-    data = tasks.make_recall_data(2, num_train=8, num_test=4)
     with pytest.raises(TypeError, match="data"):
         training.train(model, None)
-    with pytest.raises(TypeError, match="data"):
-        training.train(model, None, batch_fn=lambda step: None)  # no score_fn: nothing to test on
-    with pytest.raises(TypeError, match="lr_schedule"):
-        training.train(model, data, lr_schedule=0.5)
-    with pytest.raises(ValueError, match="batch_fn"):
-        training.train(model, data, batch_fn=lambda step: None, shard=lambda index: index)
+    with pytest.raises(TypeError, match="score: required"):
+        training.train(model, iter([]))  # batches but no score: nothing to test on
+    with pytest.raises(TypeError, match="factor"):
+        training.LearningRateSchedule(0.5)
 
 
 def test_warmup_cosine_rises_then_falls_to_zero():
@@ -307,16 +307,16 @@ def test_every_recorded_seed_of_the_sinusoidal_variant_holds_the_claim():
 
 _RETRAIN = """
 import json
-from seq2seq_variants import VARIANTS, run
+from book_tools.seq2seq_variants import VARIANTS, run
 (build,) = [v[-1] for v in VARIANTS if tuple(v[:3]) == {variant!r}]
 print(json.dumps(run({variant!r}[0], build, seed=0)))
-"""  # run with tools/ as the working directory, which `python -c` puts on sys.path
+"""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["this processor", "another processor's code paths"])
 def test_the_sinusoidal_variant_retrained_holds_the_claim(cpu, other_cpu_env):
-    """tools/seq2seq_variants.py's run of seed 0, retrained in a fresh process. The other
+    """book_tools.seq2seq_variants' run of seed 0, retrained in a fresh process. The other
     processor is tests/other_cpu.env with MKL on its generic path (MKL_CBWR=COMPATIBLE, slow, fine
     for one small run): on the development machine (Intel Xeon, AVX-512, AMX) that gave 0.168 at
     n = 40, as the AMD EPYC's 0.17, where the AVX2 settings alone gave 0.24 (recorded: 0.242)."""
@@ -326,8 +326,8 @@ def test_the_sinusoidal_variant_retrained_holds_the_claim(cpu, other_cpu_env):
 
     other = {**other_cpu_env, "MKL_CBWR": "COMPATIBLE"}
     env = dict(os.environ, **(other if cpu.startswith("another") else {}))
-    result = subprocess.run([sys.executable, "-c", _RETRAIN.format(variant=SINUSOIDAL)], cwd=ROOT / "tools",
-                            env=env, capture_output=True, text=True, timeout=600, check=True)
+    result = subprocess.run([sys.executable, "-c", _RETRAIN.format(variant=SINUSOIDAL)], env=env,
+                            capture_output=True, text=True, timeout=600, check=True)
     measured = json.loads(result.stdout.splitlines()[-1])
     assert _holds_the_sinusoidal_claim(measured), measured
 
@@ -347,9 +347,9 @@ def test_recorded_variants_cover_every_variant_and_seed():
 
 
 def test_the_variants_script_records_the_machine_and_what_it_ran_on(tmp_path, monkeypatch):
-    """tools/seq2seq_variants.py's record names the CPU, the kernels torch picked and the versions
+    """book_tools.seq2seq_variants' record names the CPU, the kernels torch picked and the versions
     (its runs are replaced by a stub: the real ones take minutes)."""
-    import seq2seq_variants  # tools/ is on sys.path (conftest)
+    from book_tools import seq2seq_variants
 
     scores = {str(n): 0.5 for n in tasks.CopyTask().test_lengths}
     monkeypatch.setattr(seq2seq_variants, "run", lambda *args, **kwargs: {

@@ -30,7 +30,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from build_decks import glued_values, toc_chapters
+
+from book_tools.myst import glued_values
+from book_tools.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = toc_chapters()

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from build_decks import glued_values, toc_chapters  # slides/ and tools/ are on sys.path (conftest)
 from nbval.plugin import coalesce_streams, get_sanitize_patterns
-from student_notebooks import left_out, main, numbered_chapters, student_version
+
+from book_tools.myst import glued_values
+from book_tools.student_notebooks import left_out, main, numbered_chapters, student_version
+from book_tools.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 

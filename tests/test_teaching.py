@@ -12,7 +12,10 @@ import re
 from pathlib import Path
 
 import pytest
-from build_decks import deck_path, glued_values, toc_chapters  # slides/ is on sys.path (conftest)
+
+from book_tools.decks import deck_path
+from book_tools.myst import glued_values
+from book_tools.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"

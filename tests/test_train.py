@@ -1,15 +1,16 @@
-"""training and models: the one training loop, the recall models and the distance grid of chapters 1 and 5."""
+"""training and models: the one training loop and its callbacks, the recall models and the distance grid of
+chapters 1 and 5."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from transformer_course import models, tasks, training
+from transformer_course import checkpoint, distance_grid, models, tasks, training
 from transformer_course.encoder import Encoder
 
 
@@ -102,12 +103,13 @@ def test_progress_bar_does_not_change_the_result():
         torch.manual_seed(0)
         model = models.RecurrentClassifier("rnn", 8)
         config = training.TrainConfig(steps=5)
-        runs.append(training.train(model, data, config, device="cpu", progress=progress))
+        callbacks = [training.ProgressBar("steps")] if progress else []
+        runs.append(training.train(model, data, config, device="cpu", callbacks=callbacks))
     assert runs[0].losses == runs[1].losses
 
 
 def test_distance_grid_repeats_the_same_runs_as_train():
-    grid = training.run_distance_grid("rnn", steps=6, distances=(5, 10), seeds=(0, 1), progress=False,
+    grid = distance_grid.run_distance_grid("rnn", steps=6, distances=(5, 10), seeds=(0, 1), progress=False,
                                    device="cpu")
     assert grid.accuracy.shape == (2, 2) and set(grid.runs) == {(5, 0), (5, 1), (10, 0), (10, 1)}
     assert grid.mean_accuracy().shape == (2,)
@@ -125,7 +127,7 @@ def test_distance_grid_repeats_the_same_runs_as_train():
     torch.testing.assert_close(kept.state_dict(), model.state_dict(), rtol=0, atol=0)
 
 
-def test_a_run_continued_from_its_state_equals_the_uninterrupted_run():
+def test_a_run_continued_from_its_checkpoint_equals_the_uninterrupted_run(tmp_path):
     data = _small_data()
 
     def fresh():
@@ -134,30 +136,40 @@ def test_a_run_continued_from_its_state_equals_the_uninterrupted_run():
         config = training.TrainConfig(steps=6, batch_size=200)  # 2 batches a pass: resume mid-pass
         return model, config, training.make_optimizer(model, config), training.MiniBatches(512, 200, seed=0)
 
-    model, config, optimizer, batches = fresh()
-    whole = training.train(model, data, config, device="cpu", optimizer=optimizer, batches=batches)
+    model, config, optimizer, order = fresh()
+    whole = training.train(model, training.SplitBatches(data, order), config, device="cpu",
+                           optimizer=optimizer)
 
-    resumed, config, optimizer, batches = fresh()
+    resumed, config, optimizer, order = fresh()
     seen = []
 
-    def record(step, result):
-        seen.append((step, len(result.losses)))
+    class Record(training.Callback):
+        def on_step_end(self, state):
+            seen.append((state.step, len(state.result.losses)))
 
-    first = training.train(resumed, data, training.TrainConfig(steps=3, batch_size=200), device="cpu",
-                           optimizer=optimizer, batches=batches, on_step=record)
-    second = training.train(resumed, data, config, device="cpu", optimizer=optimizer, batches=batches,
-                            start_step=3, on_step=record)
-    assert seen == [(1, 1), (2, 2), (3, 3), (4, 1), (5, 2), (6, 3)]
+    path = tmp_path / "run.safetensors"
+    first = training.train(resumed, training.SplitBatches(data, order), replace(config, steps=3),
+                           device="cpu", callbacks=[checkpoint.Checkpoints(path, order, {}), Record()],
+                           optimizer=optimizer)
+    # A fresh optimizer and order, restored from the file: the run continues where it stopped.
+    optimizer, order = training.make_optimizer(resumed, config), training.MiniBatches(512, 200, seed=99)
+    saved = checkpoint.load_checkpoint(path, resumed, optimizer, order, run={})
+    continue_at = checkpoint.Checkpoints(path, order, {}, start_step=saved["step"], history=saved)
+    second = training.train(resumed, training.SplitBatches(data, order), config, device="cpu",
+                            callbacks=[continue_at, Record()], optimizer=optimizer)
+    assert saved["step"] == 3 and seen == [(1, 1), (2, 2), (3, 3), (4, 1), (5, 2), (6, 3)]
     assert first.losses + second.losses == whole.losses
     assert second.eval_steps == [6] and second.test_accuracy == whole.test_accuracy
     torch.testing.assert_close(resumed.state_dict(), model.state_dict(), rtol=0, atol=0)
+    assert checkpoint.load_checkpoint(path, resumed, optimizer, order, run={})["losses"] == whole.losses
     # Nothing left to take: no step, the accuracy of the model as it is.
-    done = training.train(resumed, data, config, device="cpu", optimizer=optimizer, batches=batches,
-                          start_step=6)
+    done = training.train(resumed, training.SplitBatches(data, order), config, device="cpu",
+                          callbacks=[checkpoint.Checkpoints(path, order, {}, start_step=6)],
+                          optimizer=optimizer)
     assert done.losses == [] and done.eval_steps == [6] and done.test_accuracy == whole.test_accuracy
 
 
-def test_shard_wrap_and_reduce_loss_hooks():
+def test_a_callback_may_replace_the_forward_pass_the_batches_and_the_recorded_loss():
     class Recorder(nn.Module):  # stands for DistributedDataParallel: records what it is given
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
@@ -167,19 +179,72 @@ def test_shard_wrap_and_reduce_loss_hooks():
             self.rows.append(len(input_ids))
             return self.inner(input_ids)
 
+    class HalfBatches(training.Callback):  # as distributed.DataParallel does for one of two processes
+        def __init__(self, double_loss: bool) -> None:
+            self.double_loss = double_loss
+
+        def on_train_start(self, state):
+            state.forward = Recorder(state.model)
+            wrappers.append(state.forward)
+            state.batches = ((x[: len(x) // 2], y[: len(y) // 2]) for x, y in state.batches)
+            if self.double_loss:
+                state.loss_value = lambda loss: 2 * loss.item()
+
     data = _small_data()
     config = training.TrainConfig(steps=3, batch_size=32)
     wrappers = []
     runs = []
-    for reduce_loss in (None, lambda loss: 2 * loss.item()):
+    for double_loss in (False, True):
         torch.manual_seed(0)
         model = models.RecurrentClassifier("rnn", 8)
-        runs.append(training.train(
-            model, data, config, device="cpu", shard=lambda batch: batch[: len(batch) // 2],
-            wrap=lambda net: wrappers.append(Recorder(net)) or wrappers[-1], reduce_loss=reduce_loss,
-        ))
+        runs.append(training.train(model, data, config, device="cpu", callbacks=[HalfBatches(double_loss)]))
     assert [w.rows for w in wrappers] == [[16, 16, 16]] * 2  # training only: evaluation uses the model
     assert runs[1].losses == [2 * loss for loss in runs[0].losses]
+
+
+def test_callbacks_are_called_in_order_at_every_event():
+    calls = []
+
+    class Log(training.Callback):
+        def __init__(self, name):
+            self.name = name
+
+        def on_train_start(self, state):
+            calls.append((self.name, "start", state.step))
+
+        def on_step_start(self, state):
+            calls.append((self.name, "step", state.step))
+
+        def on_step_end(self, state):
+            calls.append((self.name, "end", len(state.result.losses)))
+
+        def on_train_end(self, state):
+            calls.append((self.name, "done", list(state.result.eval_steps)))
+
+    torch.manual_seed(0)
+    config = training.TrainConfig(steps=2, eval_every=1)
+    training.train(models.RecurrentClassifier("rnn", 8), _small_data(), config, device="cpu",
+                   callbacks=[Log("a"), Log("b")])
+    assert calls == [("a", "start", 0), ("b", "start", 0),
+                     ("a", "step", 1), ("b", "step", 1), ("a", "end", 1), ("b", "end", 1),
+                     ("a", "step", 2), ("b", "step", 2), ("a", "end", 2), ("b", "end", 2),
+                     ("a", "done", [1, 2]), ("b", "done", [1, 2])]
+
+
+def test_learning_rate_schedule_sets_every_step_and_mixed_precision_the_forward_dtype():
+    rates, dtypes = [], []
+
+    class Watch(training.Callback):
+        def on_step_end(self, state):
+            rates.append(state.optimizer.param_groups[0]["lr"])
+            dtypes.append(state.autocast_dtype)
+
+    torch.manual_seed(0)
+    config = training.TrainConfig(steps=4, lr=0.1)
+    schedule = training.LearningRateSchedule(training.warmup_cosine(warmup=2, total=4))
+    training.train(models.RecurrentClassifier("rnn", 8), _small_data(), config, device="cpu",
+                   callbacks=[schedule, training.MixedPrecision(torch.bfloat16), Watch()])
+    assert rates == pytest.approx([0.05, 0.1, 0.05, 0.0]) and dtypes == [torch.bfloat16] * 4
 
 
 def test_mini_batches_resume_mid_pass():
@@ -216,8 +281,8 @@ def test_encoder_classifier_passes_norm_placement_and_residual_to_its_encoder():
 def test_training_threads_are_restored():
     before = torch.get_num_threads()
     torch.manual_seed(0)
-    training.train(models.RecurrentClassifier("rnn", 8), _small_data(), training.TrainConfig(steps=2),
-                device="cpu", num_threads=1)
+    config = training.TrainConfig(steps=2, num_threads=1)
+    training.train(models.RecurrentClassifier("rnn", 8), _small_data(), config, device="cpu")
     assert torch.get_num_threads() == before
 
 
@@ -225,7 +290,7 @@ def test_distance_grid_accepts_a_model_factory_and_leaves_the_rng_alone():
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)
-    grid = training.run_distance_grid(lambda: models.RecurrentClassifier("lstm", 8), steps=2,
+    grid = distance_grid.run_distance_grid(lambda: models.RecurrentClassifier("lstm", 8), steps=2,
                                    distances=(5,), progress=False, device="cpu")
     assert torch.equal(torch.rand(1), expected)
     assert np.isfinite(grid.accuracy).all()
@@ -247,25 +312,28 @@ BAD_CALLS = {
                           r"optimizer: .*'rmsprop'"),
     "model not a module": (lambda: training.train("rnn", _small_data()), TypeError, r"model: .*got str"),
     "data not SplitData": (lambda: training.train(_Oracle(), (1, 2)), TypeError, r"data: .*got tuple"),
-    "zero threads": (lambda: training.train(_Oracle(), _small_data(), num_threads=0), ValueError,
-                     r"num_threads: .*got 0"),
-    "progress not a bool": (lambda: training.train(_Oracle(), _small_data(), progress="yes"), TypeError,
-                            r"progress: .*got str"),
+    "batches without a score": (lambda: training.train(_Oracle(), iter([])), TypeError, r"score: required"),
+    "score not callable": (lambda: training.train(_Oracle(), _small_data(), score=0.5), TypeError,
+                           r"score: .*got float"),
+    "a callback not in a list": (
+        lambda: training.train(_Oracle(), _small_data(), callbacks=training.ProgressBar()), TypeError,
+        r"callbacks: .*sequence"),
+    "a schedule not callable": (lambda: training.LearningRateSchedule(0.5), TypeError,
+                                r"factor: .*got float"),
+    "zero threads": (lambda: training.TrainConfig(num_threads=0), ValueError, r"num_threads: .*got 0"),
     "config: zero heads": (lambda: models.RecallEncoderConfig(num_heads=0), ValueError,
                            r"num_heads: .*got 0"),
     "config: unknown positions": (lambda: models.RecallEncoderConfig(positional="rotary"), ValueError,
                                   r"positional: .*'rotary'"),
-    "negative start step": (lambda: training.train(_Oracle(), _small_data(), start_step=-1), ValueError,
-                            r"start_step: .*>= 0, got -1"),
-    "integer autocast dtype": (lambda: training.train(_Oracle(), _small_data(), autocast_dtype=torch.int8),
-                               TypeError, r"autocast_dtype: .*torch.int8"),
+    "integer autocast dtype": (lambda: training.MixedPrecision(torch.int8), TypeError,
+                               r"dtype: .*torch.int8"),
     "unknown cell": (lambda: models.RecurrentClassifier("gru", 8), ValueError, r"cell: .*'gru'"),
     "unknown kind": (lambda: models.make_recall_model("gru"), ValueError, r"kind: .*'gru'"),
-    "unknown grid model": (lambda: training.run_distance_grid("gru"), ValueError, r"model: .*'gru'"),
-    "factory without steps": (lambda: training.run_distance_grid(lambda: _Oracle()), ValueError,
+    "unknown grid model": (lambda: distance_grid.run_distance_grid("gru"), ValueError, r"model: .*'gru'"),
+    "factory without steps": (lambda: distance_grid.run_distance_grid(lambda: _Oracle()), ValueError,
                               r"steps: required"),
-    "grid model of wrong type": (lambda: training.run_distance_grid(3), TypeError, r"model: .*got int"),
-    "empty distances": (lambda: training.run_distance_grid("rnn", distances=()), ValueError,
+    "grid model of wrong type": (lambda: distance_grid.run_distance_grid(3), TypeError, r"model: .*got int"),
+    "empty distances": (lambda: distance_grid.run_distance_grid("rnn", distances=()), ValueError,
                         r"distances, seeds"),
     "bottleneck input of wrong length": (
         lambda: models.StateBottleneck(4)(torch.zeros(2, 5, dtype=torch.long)), ValueError,

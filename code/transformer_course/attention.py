@@ -39,6 +39,7 @@ __all__ = [
     "MultiHeadAttention",
     "expand_mask",
     "to_torch_key_padding_mask",
+    "fused_attention",
 ]
 
 
@@ -206,7 +207,7 @@ class MultiHeadAttention(nn.Module):
             context = context.transpose(1, 2)  # (B, H, Tq, D_h) -> (B, Tq, H, D_h)
         else:
             weights = None
-            context = _fused_attention(q, k, v, mask, dropout_p)  # (B, Tq, H, D_h)
+            context = fused_attention(q, k, v, mask, dropout_p)  # (B, Tq, H, D_h)
         context = context.reshape(B, Tq, self.d_model)  # (B, Tq, H, D_h) -> (B, Tq, D)
         return self.out_proj(context), weights
 
@@ -255,10 +256,26 @@ class MultiHeadAttention(nn.Module):
         return ours.train(torch_mha.training)
 
 
-def _fused_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
+def fused_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float = 0.0
 ) -> torch.Tensor:
-    """torch's fused kernel on (B, H, T, D_h) heads, returned as (B, Tq, H, D_h); keyless queries give 0."""
+    """torch's fused kernel (``F.scaled_dot_product_attention``) on split heads: the fast path of
+    :class:`MultiHeadAttention`; a query whose keys are all masked gets 0, as in the formula.
+
+    The result is laid out (B, Tq, H, D_h) in memory, so merging the heads into (B, Tq, D) is a
+    view, not a copy.
+
+    Shape:
+        q (B, H, Tq, D_h), k and v (B, H, Tk, D_h), mask broadcastable to (B, H, Tq, Tk) (True:
+        may attend) -> (B, Tq, H, D_h)
+
+    Examples:
+        >>> q = k = v = torch.randn(2, 4, 5, 8)  # B = 2, H = 4, T = 5, D_h = 8
+        >>> no_keys = torch.tensor([True, False])[:, None, None, None]  # row 1: every key masked
+        >>> context = fused_attention(q, k, v, no_keys)
+        >>> tuple(context.shape), context[1].abs().max().item()
+        ((2, 5, 4, 8), 0.0)
+    """
     if mask is None:
         context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         return context.transpose(1, 2)  # (B, H, Tq, D_h) -> (B, Tq, H, D_h)

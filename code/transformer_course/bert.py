@@ -16,29 +16,20 @@ Masks: True / 1 = may attend.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-from tqdm import TqdmWarning
 
-with warnings.catch_warnings():
-    # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
-    # bar; silencing it keeps outputs the same whether or not ipywidgets is installed.
-    warnings.simplefilter("ignore", TqdmWarning)
-    from tqdm.auto import tqdm
-
-from . import _checks
+from . import _checks, runtime
 from .embedding import TokenEmbedding
 from .encoder import Encoder
 from .positional import LearnedPositionalEncoding
 from .tokenization import WordPieceTokenizer
-from .tokenization.basic import _check_texts, pad_batch
+from .tokenization.basic import check_texts, pad_batch
 
 __all__ = [
     "BertStyleConfig", "BertStyleEmbeddings", "PretrainedEncoder", "mean_pool", "embed_sentences",
@@ -286,21 +277,6 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return total / count
 
 
-def _progress_bar_switch(progress: bool | None, num_batches: int) -> dict[str, bool]:
-    """tqdm's ``disable`` argument, given only to turn the bar off, so ``TQDM_DISABLE=1`` still can."""
-    if progress is not None:
-        _checks.boolean(progress, "progress")
-    on = num_batches > _PROGRESS_MIN_BATCHES if progress is None else progress
-    return {} if on else {"disable": True}
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` to ``dtype`` on ``device``'s type; None or float32: no change."""
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def embed_sentences(
     tokenizer: WordPieceTokenizer,
     model: PretrainedEncoder,
@@ -355,7 +331,7 @@ def embed_sentences(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a PretrainedEncoder, got {type(model).__name__}")
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     _checks.positive_int(batch_size, "batch_size")
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype: expected None or a torch.dtype, got {type(dtype).__name__}")
@@ -368,15 +344,16 @@ def embed_sentences(
     starts = range(0, len(order), batch_size)
     device = next(model.parameters()).device
     vectors = torch.empty(len(ids), model.config.d_model, device=device)  # (N, D), filled in input order
-    with torch.no_grad(), tqdm(
-        total=len(ids), desc="embedding", unit="text", **_progress_bar_switch(progress, len(starts))
-    ) as bar:
+    if progress is not None:
+        _checks.boolean(progress, "progress")
+    show_bar = len(starts) > _PROGRESS_MIN_BATCHES if progress is None else progress
+    with torch.no_grad(), runtime.progress_bar(len(ids), "embedding", enabled=show_bar, unit="text") as bar:
         for start in starts:
             rows = order[start : start + batch_size]
             batch = pad_batch([ids[i] for i in rows], tokenizer.pad_id)
             input_ids = batch["input_ids"].to(device)
             attention_mask = batch["attention_mask"].to(device)
-            with _autocast(device, dtype):
+            with runtime.autocast(device, dtype):
                 hidden = model(input_ids, attention_mask)  # (B, T) -> (B, T, D)
             pooled = mean_pool(hidden.float(), attention_mask)  # (B, T, D) -> (B, D), in float32
             vectors[rows] = torch.nn.functional.normalize(pooled, p=2, dim=-1)  # rows scaled to norm 1

@@ -14,7 +14,8 @@ and its header's metadata holds ``format`` (:data:`CHECKPOINT_FORMAT`) and a JSO
 ``state`` with the step, the settings that define the run, the optimizer's hyperparameters and
 non-tensor state, the batch position and the fp16 gradient scaler.
 
-That is all a resumed run needs: the command line (:mod:`~transformer_course.cli`) re-makes the
+:class:`Checkpoints` is the training callback that writes them as a run goes and continues a
+run from one. That is all a resumed run needs: the command line (:mod:`~transformer_course.cli`) re-makes the
 data from the seed, and its model has no dropout, so no other random number is drawn after
 initialisation. A run of N steps interrupted after step k and resumed ends with the same
 weights, bit for bit on the CPU, as the uninterrupted run. A checkpoint does not depend on the
@@ -34,9 +35,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .training import MiniBatches
+from .training import Callback, MiniBatches, TrainState
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "Checkpoints"]
 
 CHECKPOINT_FORMAT = "transformer_course.checkpoint/1"  # the "format" entry of a checkpoint's metadata
 
@@ -258,3 +259,56 @@ def _optimizer_state(path: Path, state: Mapping, tensors: Mapping[str, torch.Ten
                     f"is {tuple(value.shape)}, the parameter is {tuple(parameter.shape)}"
                 )
     return {"state": per_param, "param_groups": groups}
+
+
+class Checkpoints(Callback):
+    """The training callback that saves a run every ``every`` steps and at its end, and continues
+    a run from the step its checkpoint was saved at.
+
+    Restore the checkpoint first (:func:`load_checkpoint`, into the model, the optimizer, the
+    batch order and the scaler that :func:`~transformer_course.training.train` then uses), and
+    pass its step and history here.
+
+    Args:
+        path: the checkpoint file.
+        order: the :class:`~transformer_course.training.MiniBatches` the run draws from.
+        run: the settings that define the run (see :func:`save_checkpoint`).
+        every: save after every this many steps (0: only at the end). Default: 0.
+        start_step: the step a resumed run continues from (its first step is the next). Default: 0.
+        history: the losses and gradient norms of the steps before ``start_step``. Default: none.
+        write: save the files (False in every process but the first of a multi-process run,
+            which still continues from ``start_step``). Default: True.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        order: MiniBatches,
+        run: Mapping[str, object],
+        every: int = 0,
+        start_step: int = 0,
+        history: Mapping[str, Sequence[float]] | None = None,
+        write: bool = True,
+    ) -> None:
+        self.path, self.order, self.run, self.every, self.start_step, self.write = (
+            path, order, run, every, start_step, write
+        )
+        self.history = {"losses": [], "grad_norms": []} if history is None else history
+
+    def on_train_start(self, state: TrainState) -> None:
+        state.step = self.start_step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self.every and state.step % self.every == 0 and state.step < state.config.steps:
+            self._save(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if not state.result.diverged:
+            self._save(state)
+
+    def _save(self, state: TrainState) -> None:
+        if self.write:
+            so_far = {name: [*self.history[name], *getattr(state.result, name)]
+                      for name in ("losses", "grad_norms")}
+            save_checkpoint(self.path, state.model, state.optimizer, self.order, state.step, so_far,
+                            self.run, state.scaler)

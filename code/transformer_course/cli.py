@@ -26,7 +26,7 @@ batch, wrapped in ``torch.nn.parallel.DistributedDataParallel`` (see
 ``python -m transformer_course --help`` lists every option; the model's options default to
 :class:`~transformer_course.models.RecallEncoderConfig`, the training options to
 :class:`~transformer_course.training.TrainConfig` and the step budget to
-``training.STEPS["encoder"]``. ``--log-json PATH`` writes the loss of every step and the final
+``distance_grid.STEPS["encoder"]``. ``--log-json PATH`` writes the loss of every step and the final
 test accuracy to a JSON file. Checkpoints are :mod:`~transformer_course.checkpoint` files,
 written by rank 0 only and read by every process.
 """
@@ -43,11 +43,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, distributed, models, training
+from . import checkpoint, distance_grid, distributed, models, training
 from .runtime import resolve_device, setup
 from .tasks import RecallTask
 
-__all__ = ["TASKS", "PRECISIONS", "build_parser", "main"]
+__all__ = ["TASKS", "PRECISIONS", "build_parser", "run_settings", "main"]
 
 TASKS = ("recall", "recall-shared")  # recall-shared: the distractors are answer symbols too
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtypes
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="feed-forward width (default: 4 D)")
 
     train = parser.add_argument_group("training")
-    train.add_argument("--steps", type=_positive_int, default=training.STEPS["encoder"],
+    train.add_argument("--steps", type=_positive_int, default=distance_grid.STEPS["encoder"],
                        help="optimizer steps in all (a resumed run continues up to this step)")
     train.add_argument("--batch-size", type=_positive_int, default=book.batch_size,
                        help="global batch per step, split evenly across the processes")
@@ -186,8 +186,10 @@ def _encoder_config(args: argparse.Namespace) -> models.RecallEncoderConfig:
     )
 
 
-def _run_settings(args: argparse.Namespace) -> dict[str, object]:
-    """The settings that define the run (:data:`_RUN_KEYS`), as stored in its checkpoints."""
+def run_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The settings that define a run of the parsed options ``args`` (``_RUN_KEYS``: not the step
+    budget, the device or the number of processes), as stored in its checkpoints: a resumed run
+    must match them."""
     settings = {key: getattr(args, key, None) for key in _RUN_KEYS}
     settings["d_ff"] = _encoder_config(args).resolved_d_ff
     return settings
@@ -196,7 +198,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, object]:
 def _train_run(parser: argparse.ArgumentParser, args: argparse.Namespace, launch: distributed.Launch,
                device: torch.device, backend: str | None) -> int:
     """Build data, model and optimizer, resume if asked, train, save, report; return the exit code."""
-    run = _run_settings(args)
+    run = run_settings(args)
     try:
         data = RecallTask(args.distance, args.num_train, args.num_test, seed=args.seed,
                           shared_symbols=args.task == "recall-shared").make()
@@ -209,38 +211,31 @@ def _train_run(parser: argparse.ArgumentParser, args: argparse.Namespace, launch
     # eval_every = steps: the test set is scored once, at the end.
     config = training.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                   clip_norm=args.clip_norm or None, optimizer=args.optimizer,
-                                  eval_every=args.steps)
+                                  eval_every=args.steps, num_threads=args.threads)
     optimizer = training.make_optimizer(model, config)
     # bfloat16 has float32's exponent range; float16 gradients underflow without a scaled loss.
     scaler = torch.amp.GradScaler("cuda") if args.precision == "fp16" else None
-    batches = training.MiniBatches(args.num_train, args.batch_size, seed=args.seed)
+    order = training.MiniBatches(args.num_train, args.batch_size, seed=args.seed)
     history: dict[str, list[float]] = {"losses": [], "grad_norms": []}
     start_step = 0
     if args.resume:
         try:
-            saved = checkpoint.load_checkpoint(args.checkpoint, model, optimizer, batches, scaler, run=run)
+            saved = checkpoint.load_checkpoint(args.checkpoint, model, optimizer, order, scaler, run=run)
         except ValueError as error:
             parser.error(f"--resume: {error}")
         history = {"losses": saved["losses"], "grad_norms": saved["grad_norms"]}
         start_step = saved["step"]
 
-    def save(step: int, result: training.TrainResult) -> None:
-        if launch.is_main:
-            so_far = {name: history[name] + getattr(result, name) for name in ("losses", "grad_norms")}
-            checkpoint.save_checkpoint(args.checkpoint, model, optimizer, batches, step, so_far, run, scaler)
-
-    def save_every(step: int, result: training.TrainResult) -> None:
-        if step % args.checkpoint_every == 0 and step < args.steps:
-            save(step, result)
-
-    hooks = {}
+    callbacks: list[training.Callback] = []
+    if args.checkpoint is not None:  # first: a resumed run's other callbacks see its step
+        callbacks.append(checkpoint.Checkpoints(args.checkpoint, order, run, args.checkpoint_every,
+                                                start_step, history, write=launch.is_main))
+    if PRECISIONS[args.precision] is not None:
+        callbacks.append(training.MixedPrecision(PRECISIONS[args.precision], scaler))
     if launch.distributed:
-        hooks = {
-            # (B,) -> (B / W,): this process's rows of the global batch
-            "shard": lambda batch: distributed.shard(batch, launch.rank, launch.world_size),
-            "wrap": lambda net: distributed.data_parallel(net, device),
-            "reduce_loss": distributed.mean_over_processes,
-        }
+        callbacks.append(distributed.DataParallel(launch, device))
+    if launch.is_main and not args.no_progress:
+        callbacks.append(training.ProgressBar("training"))
     if launch.is_main:
         size = sum(p.numel() for p in model.parameters())
         print(f"{args.task}, distance {args.distance}: encoder D={encoder.d_model}, {encoder.num_heads} "
@@ -253,16 +248,9 @@ def _train_run(parser: argparse.ArgumentParser, args: argparse.Namespace, launch
               f"{args.batch_size // launch.world_size}, {args.precision}, {span}"
               + (f" (resumed from {args.checkpoint})" if args.resume else ""), flush=True)
 
-    result = training.train(
-        model, data, config, seed=args.seed, device=device,
-        progress=launch.is_main and not args.no_progress, desc="training", num_threads=args.threads,
-        optimizer=optimizer, batches=batches, start_step=start_step,
-        autocast_dtype=PRECISIONS[args.precision], scaler=scaler,
-        on_step=save_every if args.checkpoint_every else None, **hooks,
-    )
+    result = training.train(model, training.SplitBatches(data, order), config, device=device,
+                            callbacks=callbacks, optimizer=optimizer)
     last_step = start_step + len(result.losses) - result.diverged  # the last optimizer step taken
-    if args.checkpoint is not None and not result.diverged:
-        save(last_step, result)
     losses, grad_norms = history["losses"] + result.losses, history["grad_norms"] + result.grad_norms
     accuracy = None if result.diverged else result.final_accuracy
     if launch.is_main:

@@ -31,7 +31,7 @@ from torch import nn
 
 from . import _checks
 from .attention import MultiHeadAttention, expand_mask
-from .encoder import FeedForward, _layer_from_torch, _stack_from_torch
+from .encoder import FeedForward, layer_from_torch, stack_from_torch
 
 __all__ = ["causal_mask", "DecoderLayer", "Decoder"]
 
@@ -177,8 +177,8 @@ class DecoderLayer(nn.Module):
             >>> torch.allclose(ours(x, memory), theirs(x, memory, tgt_mask=look_ahead), atol=1e-6)
             True
         """
-        return _layer_from_torch(cls, torch_layer, nn.TransformerDecoderLayer,
-                                 norms=("norm1", "norm2", "norm3"), cross_attention="multihead_attn")
+        return layer_from_torch(cls, torch_layer, nn.TransformerDecoderLayer,
+                                norms=("norm1", "norm2", "norm3"), cross_attention="multihead_attn")
 
 
 class Decoder(nn.Module):
@@ -285,8 +285,8 @@ class Decoder(nn.Module):
                 f"torch_decoder: expected torch.nn.TransformerDecoder, "
                 f"got {type(torch_decoder).__name__}"
             )
-        return _stack_from_torch(cls, [DecoderLayer.from_torch(layer) for layer in torch_decoder.layers],
-                                 torch_decoder)
+        return stack_from_torch(cls, [DecoderLayer.from_torch(layer) for layer in torch_decoder.layers],
+                                torch_decoder)
 
 
 # ---------------------------------------------------------------- argument checks

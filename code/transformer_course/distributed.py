@@ -5,9 +5,10 @@ its share of each batch, the DDP wrapper and the mean over processes.
 (:mod:`~transformer_course.cli`), each with RANK, LOCAL_RANK and WORLD_SIZE in its environment.
 Each one reads them (:meth:`Launch.from_env`), joins the process group over the loopback
 interface (:func:`join_process_group`: gloo on the CPU, NCCL on GPUs, one GPU per process) and
-trains with :func:`~transformer_course.training.train`, to which this module supplies three
-hooks: :func:`shard` (this process's slice of each global batch), :func:`data_parallel` (the
-``DistributedDataParallel`` wrapper) and :func:`mean_over_processes` (the loss it records).
+trains with :func:`~transformer_course.training.train` and the callback :class:`DataParallel`,
+which plugs in three pieces: :func:`shard` (this process's slice of each global batch),
+:func:`data_parallel` (the ``DistributedDataParallel`` wrapper) and :func:`mean_over_processes`
+(the loss it records).
 
 Why N processes give the single-process result:
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import _checks
+from .training import Callback, TrainState
 
 __all__ = [
     "Launch",
@@ -47,6 +49,7 @@ __all__ = [
     "shard",
     "data_parallel",
     "mean_over_processes",
+    "DataParallel",
 ]
 
 
@@ -177,3 +180,31 @@ def mean_over_processes(value: torch.Tensor) -> float:
     total = value.detach().clone()
     dist.all_reduce(total)  # sum over the processes
     return total.item() / dist.get_world_size()
+
+
+class DataParallel(Callback):
+    """The training callback of a multi-process run: this process trains on its slice of every
+    global batch (:func:`shard`), through the DDP wrapper (:func:`data_parallel`), and records
+    the loss averaged over the processes (:func:`mean_over_processes`), so that every process
+    sees the same losses and stops at the same step if one diverges.
+
+    Args:
+        launch: where this process sits (its rank and the world size).
+        device: this process's device (the model is on it when training starts).
+    """
+
+    def __init__(self, launch: Launch, device: torch.device) -> None:
+        if not isinstance(launch, Launch):
+            raise TypeError(f"launch: expected a distributed.Launch, got {type(launch).__name__}")
+        self.launch, self.device = launch, device
+
+    def on_train_start(self, state: TrainState) -> None:
+        state.forward = data_parallel(state.model, self.device)
+        state.loss_value = mean_over_processes
+        state.batches = self._slices(state.batches)
+
+    def _slices(self, batches: Iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's rows of every global batch: (B, ...) -> (B / W, ...)."""
+        rank, world_size = self.launch.rank, self.launch.world_size
+        for inputs, targets in batches:
+            yield shard(inputs, rank, world_size), shard(targets, rank, world_size)

@@ -76,6 +76,8 @@ class InputEmbedding(nn.Module):
             without the table, so that an experiment changes only one thing).
         dropout: dropout probability on the sum. Default: 0.0.
         padding_idx: optional id of the padding token.
+        position_init_std: the initial scale of a learned table (see
+            :class:`~transformer_course.positional.LearnedPositionalEncoding`). Default: 0.02.
 
     Shape:
         input_ids: (B, T) integer ids, T <= max_len (any T with ``"none"``) -> (B, T, D)
@@ -94,6 +96,7 @@ class InputEmbedding(nn.Module):
         positional: str = "sinusoidal",
         dropout: float = 0.0,
         padding_idx: int | None = None,
+        position_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         if positional not in ("sinusoidal", "learned", "none"):
@@ -105,7 +108,7 @@ class InputEmbedding(nn.Module):
         if positional == "sinusoidal":
             self.position_encoding: nn.Module = SinusoidalPositionalEncoding(max_len, d_model)
         elif positional == "learned":
-            self.position_encoding = LearnedPositionalEncoding(max_len, d_model)
+            self.position_encoding = LearnedPositionalEncoding(max_len, d_model, init_std=position_init_std)
         else:
             self.position_encoding = nn.Identity()
         self.dropout = nn.Dropout(dropout)

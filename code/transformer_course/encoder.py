@@ -28,7 +28,7 @@ from torch import nn
 from . import _checks
 from .attention import MultiHeadAttention, expand_mask
 
-__all__ = ["FeedForward", "EncoderLayer", "Encoder"]
+__all__ = ["FeedForward", "EncoderLayer", "Encoder", "layer_from_torch", "stack_from_torch"]
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
@@ -188,7 +188,7 @@ class EncoderLayer(nn.Module):
             >>> torch.allclose(EncoderLayer.from_torch(theirs)(x), theirs(x), atol=1e-6)
             True
         """
-        return _layer_from_torch(cls, torch_layer, nn.TransformerEncoderLayer, norms=("norm1", "norm2"))
+        return layer_from_torch(cls, torch_layer, nn.TransformerEncoderLayer, norms=("norm1", "norm2"))
 
 
 class Encoder(nn.Module):
@@ -284,15 +284,15 @@ class Encoder(nn.Module):
                 f"torch_encoder: expected torch.nn.TransformerEncoder, "
                 f"got {type(torch_encoder).__name__}"
             )
-        return _stack_from_torch(cls, [EncoderLayer.from_torch(layer) for layer in torch_encoder.layers],
-                                 torch_encoder)
+        return stack_from_torch(cls, [EncoderLayer.from_torch(layer) for layer in torch_encoder.layers],
+                                torch_encoder)
 
 
 # ---------------------------------------------------------------- copies of torch's modules
 # Shared with the decoder module: its layers and stack are copied the same way.
 
 
-def _layer_from_torch(
+def layer_from_torch(
     cls: type[nn.Module],
     torch_layer: nn.Module,
     torch_type: type[nn.Module],
@@ -301,7 +301,24 @@ def _layer_from_torch(
 ) -> nn.Module:
     """Our layer ``cls`` with the weights of ``torch_layer`` (a batch-first torch encoder or decoder
     layer): its self-attention, its ``cross_attention`` (torch's attribute name) if given, its
-    feed-forward network and the layer norms ``norms``, which both sides name alike."""
+    feed-forward network and the layer norms ``norms``, which both sides name alike.
+
+    The ``from_torch`` of :class:`EncoderLayer` and of the decoder's layer call it; ``cls`` is built
+    with torch's sizes, dropout, activation, placement of the norms and epsilon, on torch's device
+    and dtype, in torch's train or eval mode.
+
+    Raises:
+        TypeError: ``torch_layer`` is not a ``torch_type``.
+        ValueError: ``torch_layer`` is not batch-first, or its activation is neither relu nor
+            exact gelu.
+
+    Examples:
+        >>> theirs = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True)
+        >>> norms = ("norm1", "norm2")
+        >>> ours = layer_from_torch(EncoderLayer, theirs, nn.TransformerEncoderLayer, norms=norms)
+        >>> torch.equal(ours.feed_forward.linear1.weight, theirs.linear1.weight)
+        True
+    """
     if not isinstance(torch_layer, torch_type):
         raise TypeError(
             f"torch_layer: expected torch.nn.{torch_type.__name__}, got {type(torch_layer).__name__}"
@@ -330,9 +347,20 @@ def _layer_from_torch(
     return ours.train(torch_layer.training)
 
 
-def _stack_from_torch(cls: type[nn.Module], layers: list[nn.Module], torch_stack: nn.Module) -> nn.Module:
+def stack_from_torch(cls: type[nn.Module], layers: list[nn.Module], torch_stack: nn.Module) -> nn.Module:
     """Our stack ``cls`` holding ``layers`` (already copied from ``torch_stack``'s) and a copy of
-    torch's final norm (None when torch's stack has none)."""
+    torch's final norm (None when torch's stack has none).
+
+    The ``from_torch`` of :class:`Encoder` and of the decoder's stack call it, with the layers
+    their layer class's ``from_torch`` copied; the stack takes its sizes from the first layer.
+
+    Examples:
+        >>> layer = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True)
+        >>> theirs = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        >>> ours = stack_from_torch(Encoder, [EncoderLayer.from_torch(m) for m in theirs.layers], theirs)
+        >>> len(ours.layers), ours.norm is None
+        (2, True)
+    """
     first = layers[0]
     ours = cls(
         num_layers=len(layers),
@@ -361,12 +389,7 @@ def _check_encoder_input(
     x: object, attention_mask: torch.Tensor | None, d_model: int, num_heads: int
 ) -> torch.Tensor | None:
     """Check a float (B, T, D) input and its mask; return the mask ready for every layer (or None)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"x: expected shape (B, T, D={d_model}), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x: expected a floating-point tensor (embeddings), got {x.dtype}")
+    _checks.float_tensor(x, "x", f"(B, T, D={d_model})", width=d_model)
     if attention_mask is None:
         return None
     B, T, _ = x.shape

@@ -204,7 +204,7 @@ def make_recall_model(kind: str) -> nn.Module:
     cores (an RNN's cost there is mostly its T sequential steps, so wider states would add
     time without changing the lesson); they already reach 100 % at short distances. Seed the
     global generator first for reproducible weights
-    (:func:`~transformer_course.training.run_distance_grid` does).
+    (:func:`~transformer_course.distance_grid.run_distance_grid` does).
 
     Examples:
         >>> sum(p.numel() for p in make_recall_model("lstm").parameters())

@@ -15,7 +15,7 @@ valid at positions it has never seen, is a question for an experiment. This modu
   :class:`~transformer_course.encoder.Encoder` and a linear readout to the symbols;
 - the **protocol** (:func:`train_shift`, :func:`run_comparison`): train on inputs of
   ``train_len`` tokens only (positions 0 .. train_len - 1), with
-  :func:`~transformer_course.training.train` (drawn batches, ``batch_fn``), then score every
+  :func:`~transformer_course.training.train` (on batches drawn as it goes), then score every
   position of longer inputs (``test_len`` tokens): positions below ``train_len`` were seen in
   training, the others never were. A learned table's rows for those positions exist (the table
   has ``test_len`` rows) but never received a gradient: they keep their random initial values.
@@ -26,15 +26,16 @@ Legend: B batch, T length, D model width, k the offset, |V| the number of symbol
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from . import _checks
+from . import _checks, runtime
 from .embedding import InputEmbedding
 from .encoder import Encoder
-from .training import TrainConfig, TrainResult, _threads, train, warmup_cosine
+from .training import LearningRateSchedule, TrainConfig, TrainResult, train, warmup_cosine
 
 __all__ = [
     "IGNORE",
@@ -157,10 +158,8 @@ class ShiftModel(nn.Module):
     ) -> None:
         super().__init__()
         self.positional = positional
-        self.embedding = InputEmbedding(num_symbols, d_model, max_len, positional=positional)
-        if positional == "learned":
-            with torch.no_grad():
-                self.embedding.position_encoding.weight.normal_(0.0, 1.0)
+        self.embedding = InputEmbedding(num_symbols, d_model, max_len, positional=positional,
+                                        position_init_std=1.0)  # a learned table at the tokens' scale
         self.encoder = Encoder(num_layers, d_model, num_heads, d_ff, dropout=0.0)
         self.readout = nn.Linear(d_model, num_symbols)
 
@@ -184,11 +183,9 @@ def accuracy_by_position(model: nn.Module, inputs: torch.Tensor, targets: torch.
         >>> by_position.shape, by_position[:2].isnan().all().item()
         (torch.Size([8]), True)
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    predicted = model(inputs.to(device)).argmax(-1).cpu()  # (N, T, |V|) -> (N, T)
-    model.train(was_training)
+    with runtime.eval_mode(model):
+        predicted = model(inputs.to(device)).argmax(-1).cpu()  # (N, T, |V|) -> (N, T)
     correct = (predicted == targets).double().mean(0)  # (T,)
     return torch.where(targets[0] == IGNORE, math.nan, correct)
 
@@ -205,8 +202,8 @@ def train_shift(
 ) -> TrainResult:
     """Train ``model`` on ``task`` with inputs of ``task.train_len`` tokens only.
 
-    This is :func:`~transformer_course.training.train` with a ``batch_fn`` (a fresh batch every
-    step, from a generator seeded by ``seed``), a warm-up over the first tenth of the steps then
+    This is :func:`~transformer_course.training.train` on batches drawn as it goes (a fresh batch
+    every step, from a generator seeded by ``seed``), a warm-up over the first tenth of the steps then
     a cosine decay, and as score the accuracy over the positions k .. train_len - 1 of the test
     inputs cut to the trained length.
 
@@ -226,16 +223,15 @@ def train_shift(
     test_inputs, test_targets = task.test_set()
     score_inputs, score_targets = test_inputs[:, : task.train_len], test_targets[:, : task.train_len]
 
-    def batch_fn(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return task.batch(config.batch_size, task.train_len, generator)  # (B, train_len) twice
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield task.batch(config.batch_size, task.train_len, generator)  # (B, train_len) twice
 
-    def score_fn(trained: nn.Module) -> float:
+    def score(trained: nn.Module) -> float:
         return float(accuracy_by_position(trained, score_inputs, score_targets).nanmean())
 
-    return train(
-        model, None, config, seed=seed, device=device, batch_fn=batch_fn, score_fn=score_fn,
-        lr_schedule=warmup_cosine(max(1, config.steps // 10), config.steps),
-    )
+    schedule = LearningRateSchedule(warmup_cosine(max(1, config.steps // 10), config.steps))
+    return train(model, batches(), config, device=device, callbacks=[schedule], score=score)
 
 
 @dataclass
@@ -294,7 +290,7 @@ def run_comparison(
             torch.manual_seed(seed)
             model = ShiftModel(positional, task.num_symbols, max_len=task.test_len, **model_sizes)
             result = train_shift(model, task, config, seed=seed)
-            with _threads(1):  # as in training: the same numbers whatever the thread count
+            with runtime.num_threads(1):  # as in training: the same numbers whatever the thread count
                 by_position = accuracy_by_position(model, *task.test_set())
             runs.append(ShiftRun(positional, seed, result, by_position, task.train_len))
     return runs

@@ -150,6 +150,8 @@ class LearnedPositionalEncoding(nn.Module):
     Args:
         max_len: longest sequence accepted.
         d_model: width D.
+        init_std: the standard deviation of the initial vectors (normal, mean 0). Default: 0.02,
+            BERT's.
 
     Shape:
         x: (B, T, D) with T <= max_len -> (B, T, D)
@@ -158,18 +160,23 @@ class LearnedPositionalEncoding(nn.Module):
         >>> add_positions = LearnedPositionalEncoding(max_len=16, d_model=8)
         >>> tuple(add_positions(torch.zeros(2, 5, 8)).shape), tuple(add_positions.weight.shape)
         ((2, 5, 8), (16, 8))
+        >>> _ = torch.manual_seed(0)
+        >>> round(LearnedPositionalEncoding(max_len=64, d_model=64, init_std=1.0).weight.std().item(), 1)
+        1.0
     """
 
-    def __init__(self, max_len: int, d_model: int) -> None:
+    def __init__(self, max_len: int, d_model: int, init_std: float = 0.02) -> None:
         super().__init__()
         _checks.positive_int(max_len, "max_len")
         _checks.positive_int(d_model, "d_model")
+        _checks.positive_number(init_std, "init_std")
         self.d_model = d_model
         self.max_len = max_len
-        self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        self.init_std = init_std
+        self.weight = nn.Parameter(torch.randn(max_len, d_model) * init_std)
 
     def extra_repr(self) -> str:
-        return f"max_len={self.max_len}, d_model={self.d_model}"
+        return f"max_len={self.max_len}, d_model={self.d_model}, init_std={self.init_std}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_embeddings(x, self.d_model, self.max_len)

@@ -1,21 +1,39 @@
-"""Reproducible set-up: one call seeds every generator and picks the device.
+"""Reproducible set-up, and the small contexts every loop of the package shares.
 
 Every chapter starts with ``device = runtime.setup(seed)`` so that a re-run prints the same
 numbers, and ends its numeric cells with :func:`show`, which rounds what it prints so that the
 stored outputs compare equal on any x86-64 machine (nbval re-runs every chapter).
+
+The loops of the package (training, scoring, embedding sentences) share four helpers, written
+once here: :func:`autocast` (mixed precision, or nothing), :func:`eval_mode` (eval mode for a
+block, the previous mode restored), :func:`num_threads` (torch's CPU threads for a block) and
+:func:`progress_bar` (a tqdm bar that ``TQDM_DISABLE=1`` can always turn off).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from numbers import Real
 
 import numpy as np
 import torch
+from torch import nn
+from tqdm import TqdmWarning
 
-__all__ = ["setup", "show", "resolve_device"]
+with warnings.catch_warnings():
+    # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
+    # bar, which works in Jupyter too; silencing it keeps the chapters' outputs the same whether
+    # or not ipywidgets is installed.
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
+
+from . import _checks
+
+__all__ = ["setup", "show", "resolve_device", "autocast", "eval_mode", "num_threads", "progress_bar"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -95,3 +113,84 @@ def show(label: str, value: object, digits: int = 3) -> None:
         norms: [1.23e-05, 2.0]
     """
     print(f"{label}: {_round(value, digits)}")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; None or float32: a block that runs
+    as written (full precision).
+
+    Examples:
+        >>> with autocast(torch.device("cpu"), torch.bfloat16):
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+        >>> with autocast(torch.device("cpu"), None):
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.float32
+    """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype: expected None or a floating-point torch.dtype, got {dtype!r}")
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model`` in eval mode (dropout off), then restore its previous mode.
+
+    Examples:
+        >>> layer = nn.Dropout(0.5)
+        >>> with eval_mode(layer):
+        ...     layer.training
+        False
+        >>> layer.training
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (None: leave them), then restore them.
+
+    Examples:
+        >>> before = torch.get_num_threads()
+        >>> with num_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    if threads is None:
+        yield
+        return
+    _checks.positive_int(threads, "threads")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def progress_bar(total: int, desc: str | None = None, enabled: bool = True, **options: object) -> tqdm:
+    """A tqdm bar of ``total`` units (a widget in Jupyter, text elsewhere); use it as a context.
+
+    ``enabled=False`` turns it off; ``enabled=True`` leaves the choice to tqdm, so that
+    ``TQDM_DISABLE=1`` (set when the chapters are executed and tested) still turns it off.
+    ``options`` go to tqdm (``initial``, ``leave``, ``unit``).
+
+    Examples:
+        >>> with progress_bar(3, "steps", enabled=False) as bar:
+        ...     bar.disable
+        True
+    """
+    _checks.boolean(enabled, "enabled")
+    return tqdm(total=total, desc=desc, **options, **({} if enabled else {"disable": True}))

@@ -25,17 +25,18 @@ per direction, V symbols.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from . import _checks
+from . import _checks, runtime
 from .decoder import Decoder
 from .encoder import Encoder
 from .positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from .tasks import COPY_SYMBOLS, CopyTask
-from .training import TrainConfig, TrainResult, train, warmup_cosine
+from .training import LearningRateSchedule, ProgressBar, TrainConfig, TrainResult, train, warmup_cosine
 
 __all__ = [
     "shift_right",
@@ -216,10 +217,7 @@ class TransformerSeq2Seq(nn.Module):
         def position_table() -> nn.Module:
             if positions == "sinusoidal":
                 return SinusoidalPositionalEncoding(max_len, d_model)
-            table = LearnedPositionalEncoding(max_len, d_model)
-            with torch.no_grad():
-                table.weight.normal_(0.0, position_init_std)
-            return table
+            return LearnedPositionalEncoding(max_len, d_model, init_std=position_init_std)
 
         self.source_positions = position_table()
         # One module under two names when shared: the same vectors for source and target position i.
@@ -301,16 +299,14 @@ def evaluate_copy(model: nn.Module, task: CopyTask) -> CopyReport:
     """
     if not isinstance(task, CopyTask):
         raise TypeError(f"task: expected a tasks.CopyTask, got {type(task).__name__}")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     sequence, token = {}, {}
-    for n, source in task.test_sets.items():
-        source = source.to(device)  # (N, n)
-        right = greedy_decode(model, source, n) == task.target(source)  # (N, n)
-        sequence[n] = right.all(dim=1).float().mean().item()
-        token[n] = right.float().mean().item()
-    model.train(was_training)
+    with runtime.eval_mode(model):
+        for n, source in task.test_sets.items():
+            source = source.to(device)  # (N, n)
+            right = greedy_decode(model, source, n) == task.target(source)  # (N, n)
+            sequence[n] = right.all(dim=1).float().mean().item()
+            token[n] = right.float().mean().item()
     return CopyReport(sequence, token)
 
 
@@ -333,8 +329,9 @@ def train_copy(
 
     Every step draws a batch of one length (``task.batch``, from a generator seeded by
     ``seed``) and trains the model to predict each symbol from the source and the true
-    previous symbols (``shift_right``); this is :func:`~transformer_course.training.train` with a
-    ``batch_fn``, a warm-up and cosine learning-rate schedule, and :func:`evaluate_copy` as the
+    previous symbols (``shift_right``); this is :func:`~transformer_course.training.train` on
+    batches drawn as it goes, with a warm-up and cosine learning-rate schedule
+    (:class:`~transformer_course.training.LearningRateSchedule`) and :func:`evaluate_copy` as the
     score (its mean sequence accuracy is what ``TrainResult.test_accuracy`` records).
 
     Returns:
@@ -356,19 +353,20 @@ def train_copy(
     generator = torch.Generator().manual_seed(seed)
     reports: list[CopyReport] = []
 
-    def batch_fn(step: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-        source = task.batch(config.batch_size, generator)  # (B, n)
-        target = task.target(source)  # the source itself, or reversed
-        return (source, shift_right(target, task.start)), target
+    def batches() -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        while True:
+            source = task.batch(config.batch_size, generator)  # (B, n)
+            target = task.target(source)  # the source itself, or reversed
+            yield (source, shift_right(target, task.start)), target  # two inputs, one target
 
-    def score_fn(trained: nn.Module) -> float:
+    def score(trained: nn.Module) -> float:
         reports.append(evaluate_copy(trained, task))
         return reports[-1].mean_sequence_accuracy
 
-    result = train(
-        model, None, config, seed=seed, device=device, progress=progress, desc=desc,
-        batch_fn=batch_fn, score_fn=score_fn, lr_schedule=warmup_cosine(warmup, config.steps),
-    )
+    callbacks = [LearningRateSchedule(warmup_cosine(warmup, config.steps))]
+    if progress:
+        callbacks.append(ProgressBar(desc))
+    result = train(model, batches(), config, device=device, callbacks=callbacks, score=score)
     return result, reports[-1]
 
 

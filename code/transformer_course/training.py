@@ -1,66 +1,56 @@
-"""Training and scoring: the one training loop of the package, and the distance grid of chapters 1 and 5.
+"""Training: the one training loop of the package, the objects that plug into it, and scoring.
 
 - :class:`TrainConfig` and :func:`train`: mini-batch training with Adam (or plain SGD), optional
   gradient-norm clipping and a fixed step budget; the test accuracy is recorded every few steps.
-  Defaults: Adam, lr 3e-3, batch 64, clipping at norm 1.0. :class:`MiniBatches` orders the
-  batches (seeded and resumable); :func:`evaluate` scores a model.
-- :func:`run_distance_grid`: train a fresh model for every distance of
-  :data:`~transformer_course.tasks.DISTANCES` and every seed, and collect the test accuracies.
-  Chapter 1 runs it for the RNN and the LSTM, chapter 5 for the encoder, with the same data,
-  budgets (:data:`STEPS`) and seeds.
+  Defaults: Adam, lr 3e-3, batch 64, clipping at norm 1.0, one thread. :class:`MiniBatches`
+  orders the batches (seeded and resumable), :class:`SplitBatches` draws them from a
+  :class:`~transformer_course.tasks.SplitData`; :func:`evaluate` scores a model.
+- Callbacks: what a run adds to the loop without changing it. A :class:`Callback` is called at
+  the start and end of training and before and after every step, with the loop's
+  :class:`TrainState`, which it may read and change. Here: :class:`ProgressBar`,
+  :class:`LearningRateSchedule` (with :func:`warmup_cosine`) and :class:`MixedPrecision`;
+  elsewhere: several processes (:class:`~transformer_course.distributed.DataParallel`) and
+  checkpoints (:class:`~transformer_course.checkpoint.Checkpoints`). The command line
+  (:mod:`~transformer_course.cli`) trains with them, so a run from the shell takes the same
+  steps as a run in a chapter.
 
-:func:`train` is also the loop of the command-line trainer (:mod:`~transformer_course.cli`):
-mixed precision, several processes, checkpoints and resuming plug into it through its
-keyword-only arguments (``autocast_dtype``, ``scaler``, ``shard``, ``wrap``, ``reduce_loss``,
-``optimizer``, ``batches``, ``start_step``, ``on_step``), so that a run from the shell takes the
-same steps as a run in a chapter. This module knows nothing of processes or files: it imports
-only the tasks, the models and the device resolver.
-
-It is over 500 lines because the grid stays beside the loop it repeats, and the loop's hooks are
-documented where they are used.
+The distance grid of chapters 1 and 5, which repeats this loop, is in
+:mod:`~transformer_course.distance_grid`. This module knows nothing of processes or files. It is
+over 500 lines because the callbacks stay beside the loop they plug into.
 
 Legend: B batch, T length, C classes, N examples.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import TqdmWarning
 
-with warnings.catch_warnings():
-    # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
-    # bar, which works in Jupyter too; silencing it keeps the chapters' outputs the same whether
-    # or not ipywidgets is installed.
-    warnings.simplefilter("ignore", TqdmWarning)
-    from tqdm.auto import tqdm
-
-from . import _checks
-from .models import MODEL_KINDS, make_recall_model
+from . import _checks, runtime
 from .runtime import resolve_device
-from .tasks import DISTANCES, RecallTask, SplitData
+from .tasks import SplitData
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "MiniBatches",
+    "SplitBatches",
     "make_optimizer",
     "evaluate",
+    "loss_and_correct",
+    "TrainState",
+    "Callback",
+    "ProgressBar",
+    "LearningRateSchedule",
     "warmup_cosine",
+    "MixedPrecision",
     "train",
-    "STEPS",
-    "GridResult",
-    "run_distance_grid",
 ]
 
 _OPTIMIZERS = ("adam", "sgd")
@@ -68,7 +58,7 @@ _OPTIMIZERS = ("adam", "sgd")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How :func:`train` trains: optimizer, learning rate, batch size, clipping, step budget."""
+    """How :func:`train` trains: optimizer, learning rate, batch size, clipping, step budget, threads."""
 
     steps: int = 400  # fixed budget of optimizer steps (no early stopping)
     batch_size: int = 64  # examples per step
@@ -76,6 +66,11 @@ class TrainConfig:
     clip_norm: float | None = 1.0  # rescale the gradient to at most this norm; None: no clipping
     optimizer: str = "adam"  # "adam" (torch.optim.Adam) or "sgd" (plain, no momentum)
     eval_every: int = 100  # measure the test accuracy every this many steps, and at the end
+    # torch's CPU threads while training (restored afterwards); None: leave them. The book's
+    # models are small: a second thread gains nothing and only waits at every time step (and
+    # stalls badly when another program uses the other core). One thread also gives the same
+    # numbers whatever the machine's thread count.
+    num_threads: int | None = 1
 
     def __post_init__(self) -> None:
         _checks.positive_int(self.steps, "steps")
@@ -84,6 +79,8 @@ class TrainConfig:
         _checks.positive_number(self.lr, "lr")
         _checks.positive_number(self.clip_norm, "clip_norm", allow_none=True)
         _checks.one_of(self.optimizer, _OPTIMIZERS, "optimizer")
+        if self.num_threads is not None:
+            _checks.positive_int(self.num_threads, "num_threads")
 
 
 @dataclass
@@ -109,19 +106,19 @@ def _check_model(model: object) -> None:
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
 
 
-def _check_autocast_dtype(dtype: object) -> None:
-    """Raise a TypeError unless ``dtype`` is None or a floating-point torch dtype."""
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"autocast_dtype: expected None or a floating-point torch.dtype, got {dtype!r}")
+def loss_and_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and the number of right answers.
 
+    Targets of -100 are left out of the loss (``F.cross_entropy``'s ``ignore_index``).
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` to ``dtype`` on ``device``'s type; None: a context that changes nothing."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    Shape:
+        logits (..., C), targets (...) -> a 0-d loss and a 0-d count
 
-
-def _loss_and_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and the number of right answers; logits (..., C), targets (...)."""
+    Examples:
+        >>> loss, correct = loss_and_correct(torch.tensor([[5.0, 0.0], [0.0, 5.0]]), torch.tensor([0, 0]))
+        >>> round(loss.item(), 3), correct.item()
+        (2.507, 1)
+    """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(
             f"model output: expected logits of shape {tuple(targets.shape)} + (C,) for targets "
@@ -167,39 +164,14 @@ def evaluate(
     """
     _check_model(model)
     _checks.positive_int(batch_size, "batch_size")
-    _check_autocast_dtype(autocast_dtype)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     correct = 0
-    for start in range(0, len(inputs), batch_size):
-        with _autocast(device, autocast_dtype):
-            logits = model(inputs[start : start + batch_size].to(device))  # (b, T) -> (b, C)
-        correct += _loss_and_correct(logits, targets[start : start + batch_size].to(device))[1].item()
-    model.train(was_training)
+    with runtime.eval_mode(model):
+        for start in range(0, len(inputs), batch_size):
+            with runtime.autocast(device, autocast_dtype):
+                logits = model(inputs[start : start + batch_size].to(device))  # (b, T) -> (b, C)
+            correct += loss_and_correct(logits, targets[start : start + batch_size].to(device))[1].item()
     return correct / targets.numel()
-
-
-@contextmanager
-def _threads(num_threads: int | None) -> Iterator[None]:
-    """Run the block with ``num_threads`` torch threads (None: leave them), then restore."""
-    if num_threads is None:
-        yield
-        return
-    _checks.positive_int(num_threads, "num_threads")
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _bar_switch(progress: bool) -> dict[str, bool]:
-    """tqdm's ``disable`` argument: given only to turn the bar off, so that ``TQDM_DISABLE=1``
-    (set when the chapters are executed and tested) can still turn it off otherwise."""
-    _checks.boolean(progress, "progress")
-    return {} if progress else {"disable": True}
 
 
 class MiniBatches:
@@ -268,11 +240,53 @@ class MiniBatches:
 
 
 
+class SplitBatches:
+    """Endless mini-batches ``(inputs, targets)`` of a split's training examples, in the order
+    of a :class:`MiniBatches`.
+
+    :func:`train` builds one from a :class:`~transformer_course.tasks.SplitData` and its seed;
+    build it yourself to continue a saved order (the command line does).
+
+    Args:
+        data: the split; its test examples are what :func:`train` scores by default.
+        order: the indices of each batch. Default: ``MiniBatches(N, batch_size, seed)``.
+        batch_size, seed: used when ``order`` is None.
+
+    Shape:
+        each batch: inputs (B, T), targets (B,) or (B, T)
+
+    Examples:
+        >>> from transformer_course.tasks import make_recall_data
+        >>> data = make_recall_data(distance=2, num_train=8, num_test=4)
+        >>> inputs, targets = next(SplitBatches(data, batch_size=4, seed=0))
+        >>> tuple(inputs.shape), tuple(targets.shape)
+        ((4, 4), (4,))
+    """
+
+    def __init__(
+        self, data: SplitData, order: MiniBatches | None = None, batch_size: int = 64, seed: int = 0
+    ) -> None:
+        if not isinstance(data, SplitData):
+            raise TypeError(f"data: expected a tasks.SplitData, got {type(data).__name__}")
+        if order is not None and not isinstance(order, MiniBatches):
+            raise TypeError(f"order: expected a MiniBatches or None, got {type(order).__name__}")
+        self.data = data
+        self.order = MiniBatches(len(data.train_inputs), batch_size, seed) if order is None else order
+
+    def __iter__(self) -> SplitBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        index = next(self.order)  # (B,) indices into the training set
+        return self.data.train_inputs[index], self.data.train_targets[index]
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer :func:`train` uses for ``model``: ``torch.optim.Adam``, or plain SGD (no
     momentum), at ``config.lr``.
 
-    Build it yourself to restore a saved state before training (the command line does).
+    Build it yourself to restore a saved state before training (the command line does), and
+    pass it to :func:`train`.
 
     Examples:
         >>> make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="sgd", lr=0.1)).defaults["lr"]
@@ -284,8 +298,98 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(model.parameters(), lr=config.lr)
 
 
+# ---------------------------------------------------------------- the loop and its callbacks
+
+
+@dataclass
+class TrainState:
+    """What :func:`train` works with while it runs; every callback gets it and may change it.
+
+    A callback that changes how the loop runs does so in ``on_train_start``: e.g. wrapping the
+    model for several processes (``forward``, ``loss_value``, ``batches``), mixed precision
+    (``autocast_dtype``, ``scaler``) or continuing a saved run (``step``).
+    """
+
+    model: nn.Module  # the model being trained (clipped, stepped and scored)
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    batches: Iterator  # yields (inputs, targets); inputs may be a tuple of tensors
+    result: TrainResult = field(default_factory=TrainResult)  # filled in as training goes
+    step: int = 0  # optimizer steps taken so far (the loop runs until config.steps)
+    forward: Callable[..., torch.Tensor] | None = None  # the training forward pass; None: model
+    loss_value: Callable[[torch.Tensor], float] = torch.Tensor.item  # the loss recorded per step
+    autocast_dtype: torch.dtype | None = None  # forward passes under torch.autocast to this dtype
+    scaler: torch.amp.GradScaler | None = None  # float16's loss scaling (skips overflowing steps)
+
+
+class Callback:
+    """Something a run adds to :func:`train`: each method is called with the :class:`TrainState`
+    and does nothing unless overridden. Callbacks are called in the order given to :func:`train`.
+    """
+
+    def on_train_start(self, state: TrainState) -> None:
+        """Before the first step (the model is on its device, in training mode)."""
+
+    def on_step_start(self, state: TrainState) -> None:
+        """Before step ``state.step`` draws its batch."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After step ``state.step`` (and its scoring, if any); not after a step that diverged."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last step and the final scoring."""
+
+
+class ProgressBar(Callback):
+    """A tqdm bar advanced by one per step (a widget in Jupyter); ``TQDM_DISABLE=1`` hides it.
+
+    Args:
+        desc: the bar's label.
+        bar: an open bar to advance instead (e.g. one bar over several runs); it is left open.
+    """
+
+    def __init__(self, desc: str | None = None, bar: object | None = None) -> None:
+        self.desc, self.bar, self.owned = desc, bar, bar is None
+
+    def on_train_start(self, state: TrainState) -> None:
+        if self.owned:  # a continued run's bar starts at the step it continues from
+            self.bar = runtime.progress_bar(state.config.steps, self.desc, initial=state.step, leave=False)
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.bar.update(1)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.owned:
+            self.bar.close()
+
+
+class LearningRateSchedule(Callback):
+    """Set the learning rate of every step to ``config.lr`` times ``factor(step)``.
+
+    Args:
+        factor: maps the step (1, 2, ...) to a multiplier, e.g. :func:`warmup_cosine`.
+
+    Examples:
+        >>> model = nn.Linear(2, 2)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> state = TrainState(model, TrainConfig(lr=0.1), optimizer, iter(()), step=4)
+        >>> LearningRateSchedule(lambda step: 1 / step).on_step_start(state)
+        >>> optimizer.param_groups[0]["lr"]
+        0.025
+    """
+
+    def __init__(self, factor: Callable[[int], float]) -> None:
+        if not callable(factor):
+            raise TypeError(f"factor: expected a callable, got {type(factor).__name__}")
+        self.factor = factor
+
+    def on_step_start(self, state: TrainState) -> None:
+        for group in state.optimizer.param_groups:
+            group["lr"] = state.config.lr * self.factor(state.step)
+
+
 def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """A learning-rate schedule for :func:`train`: a linear warm-up over the first ``warmup``
+    """A learning-rate schedule for :class:`LearningRateSchedule`: a linear warm-up over the first ``warmup``
     steps, then a cosine decay that reaches 0 at step ``total``.
 
     Adam's first steps rest on poor estimates of the gradient's scale; rising from a small
@@ -313,176 +417,66 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def _train(
-    model: nn.Module,
-    data: SplitData,
-    config: TrainConfig,
-    seed: int,
-    device: torch.device,
-    bar,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    batches: MiniBatches | None = None,
-    start_step: int = 0,
-    autocast_dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    wrap: Callable[[nn.Module], nn.Module] | None = None,
-    reduce_loss: Callable[[torch.Tensor], float] | None = None,
-    on_step: Callable[[int, TrainResult], None] | None = None,
-    batch_fn: Callable[[int], tuple[torch.Tensor | tuple[torch.Tensor, ...], torch.Tensor]] | None = None,
-    score_fn: Callable[[nn.Module], float] | None = None,
-    lr_schedule: Callable[[int], float] | None = None,
-) -> TrainResult:
-    """The loop of :func:`train` (arguments checked there); ``bar`` is a tqdm bar advanced by one
-    per step."""
-    model.to(device).train()
-    optimizer = make_optimizer(model, config) if optimizer is None else optimizer
-    forward = model if wrap is None else wrap(model)  # e.g. DistributedDataParallel(model)
-    if batch_fn is None:
-        train_inputs, train_targets = data.train_inputs.to(device), data.train_targets.to(device)
-        batches = MiniBatches(len(train_inputs), config.batch_size, seed) if batches is None else batches
-    if score_fn is None:
-        def score_fn(model: nn.Module) -> float:
-            return evaluate(model, data.test_inputs, data.test_targets, autocast_dtype=autocast_dtype)
-    clip = math.inf if config.clip_norm is None else config.clip_norm
-    result = TrainResult()
-    start = time.perf_counter()
-    for step in range(start_step + 1, config.steps + 1):
-        if batch_fn is None:
-            index = next(batches)  # (B,) indices into the training set
-            if shard is not None:
-                index = shard(index)  # (B,) -> (B / W,): this process's part of the global batch
-            index = index.to(device)
-            inputs, targets = train_inputs[index], train_targets[index]
-        else:  # a batch the caller draws, e.g. a new length every step; inputs may be a tuple
-            inputs, targets = batch_fn(step)
-            inputs = tuple(t.to(device) for t in inputs) if isinstance(inputs, tuple) else inputs.to(device)
-            targets = targets.to(device)
-        with _autocast(device, autocast_dtype):
-            # (B, T) -> (B, C), or (B, T, C); several inputs are passed as several arguments
-            logits = forward(*inputs) if isinstance(inputs, tuple) else forward(inputs)
-        # The loss in float32 whatever the autocast dtype (.float() is a no-op in float32).
-        loss, _ = _loss_and_correct(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-        else:  # float16: a scaled loss keeps small gradients from underflowing
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # the true gradients, so that clipping sees their real norm
-        # Returns the norm before clipping; with clip = inf it only measures.
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
-        result.losses.append(loss.item() if reduce_loss is None else reduce_loss(loss))
-        result.grad_norms.append(grad_norm)
-        # An fp16 overflow is the scaler's business: it skips that step and lowers its scale.
-        if not math.isfinite(result.losses[-1]) or (scaler is None and not math.isfinite(grad_norm)):
-            result.diverged = True  # a NaN step would poison every weight: stop here
-            break
-        if lr_schedule is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_schedule(step)
-        if scaler is None:
-            optimizer.step()
-        else:
-            scaler.step(optimizer)  # the optimizer's step, skipped if the gradient overflowed
-            scaler.update()
-        bar.update(1)
-        if step % config.eval_every == 0 and step < config.steps:
-            result.eval_steps.append(step)
-            result.test_accuracy.append(score_fn(model))
-        if on_step is not None:
-            on_step(step, result)
-    if not result.diverged:  # the accuracy at the end, also when there was no step left to take
-        result.eval_steps.append(start_step + len(result.losses))
-        result.test_accuracy.append(score_fn(model))
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    return result
+class MixedPrecision(Callback):
+    """Run the forward passes (training and the default scoring) under ``torch.autocast``.
+
+    The loss is computed in float32 whatever the dtype.
+
+    Args:
+        dtype: ``torch.bfloat16`` (float32's exponent range: no scaling needed) or
+            ``torch.float16``.
+        scaler: a ``torch.amp.GradScaler``, needed with float16, whose small gradients underflow
+            without a scaled loss; a non-finite gradient is then the scaler's to handle (it skips
+            the step), not a divergence. Default: None.
+    """
+
+    def __init__(self, dtype: torch.dtype, scaler: torch.amp.GradScaler | None = None) -> None:
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(f"scaler: expected a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        self.dtype, self.scaler = dtype, scaler
+
+    def on_train_start(self, state: TrainState) -> None:
+        state.autocast_dtype, state.scaler = self.dtype, self.scaler
 
 
 def train(
     model: nn.Module,
-    data: SplitData,
+    data: SplitData | Iterator,
     config: TrainConfig | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
-    progress: bool = False,
-    desc: str | None = None,
-    num_threads: int | None = 1,
+    callbacks: Sequence[Callback] = (),
     *,
     optimizer: torch.optim.Optimizer | None = None,
-    batches: MiniBatches | None = None,
-    start_step: int = 0,
-    autocast_dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    wrap: Callable[[nn.Module], nn.Module] | None = None,
-    reduce_loss: Callable[[torch.Tensor], float] | None = None,
-    on_step: Callable[[int, TrainResult], None] | None = None,
-    batch_fn: Callable[[int], tuple[torch.Tensor | tuple[torch.Tensor, ...], torch.Tensor]] | None = None,
-    score_fn: Callable[[nn.Module], float] | None = None,
-    lr_schedule: Callable[[int], float] | None = None,
+    score: Callable[[nn.Module], float] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data.train_*`` for ``config.steps`` steps, scoring ``data.test_*``.
+    """Train ``model`` for ``config.steps`` optimizer steps, scoring it as it goes.
 
-    Each step draws a mini-batch (every training example once per pass, in an order seeded by
-    ``seed``), computes the mean cross-entropy, backpropagates, clips the gradient to norm
-    ``config.clip_norm`` (if set) and takes one optimizer step. The test accuracy is measured
-    every ``config.eval_every`` steps and after the last one. If a loss or a gradient norm
+    Each step draws a mini-batch, computes the mean cross-entropy, backpropagates, clips the
+    gradient to norm ``config.clip_norm`` (if set) and takes one optimizer step. The model is
+    scored every ``config.eval_every`` steps and after the last one. If a loss or a gradient norm
     becomes inf or NaN, training stops there and ``diverged`` is set. The model is left in eval
     mode, on ``device``.
 
-    The keyword-only arguments let a longer run use the same loop: the command line
-    (:mod:`~transformer_course.cli`) passes them to train in mixed precision, in several
-    processes and from a checkpoint. Left at their defaults, they change nothing.
-
     Args:
-        model: maps ids (B, T) to logits (B, C), or (B, T, C) for per-position targets.
-        data: a :class:`~transformer_course.tasks.SplitData`.
+        model: maps ids (B, T) to logits (B, C), or (B, T, C) for per-position targets; a model
+            of several inputs gets them as separate arguments.
+        data: a :class:`~transformer_course.tasks.SplitData` (mini-batches of its training
+            examples in an order seeded by ``seed``, scored on its test examples), a
+            :class:`SplitBatches`, or any iterator of ``(inputs, targets)`` batches (then
+            ``score`` is required), such as batches drawn as training goes.
         config: a :class:`TrainConfig`. Default: ``TrainConfig()`` (Adam, lr 3e-3, batch 64,
-            clipping 1.0, 400 steps).
-        seed: seeds the order of the mini-batches. Default: 0. (Seed the model's initial
-            weights when you build it.)
+            clipping 1.0, 400 steps, one thread).
+        seed: seeds the order of a SplitData's mini-batches. Default: 0. (Seed the model's
+            initial weights when you build it.)
         device: where to train; ``None`` picks CUDA when present. Default: None.
-        progress: show a tqdm progress bar (a widget in Jupyter). Default: False.
-        desc: the bar's label.
-        num_threads: torch's CPU threads while training, restored afterwards; ``None`` leaves
-            them as they are. Default: 1. The book's models are small: their matrix products
-            gain nothing from a second thread, which only waits at every time step (and stalls
-            badly when another program uses the other core). One thread also gives the same
-            numbers whatever the machine's thread count.
+        callbacks: :class:`Callback` objects, called in this order. Default: none.
         optimizer: the optimizer to step, e.g. one restored from a checkpoint. Default:
             :func:`make_optimizer` (``config.optimizer`` at ``config.lr``).
-        batches: the :class:`MiniBatches` to draw from, e.g. restored from a checkpoint (``seed``
-            is then unused). Default: a fresh ``MiniBatches(N, config.batch_size, seed)``.
-        start_step: optimizer steps already taken; training runs steps ``start_step + 1`` to
-            ``config.steps``, and ``losses`` holds those steps only. Default: 0.
-        autocast_dtype: run the forward passes under ``torch.autocast`` to this dtype
-            (``torch.bfloat16``, ``torch.float16``); the loss is computed in float32. None: no
-            autocast. Default: None.
-        scaler: a ``torch.amp.GradScaler`` for float16, which underflows without a scaled loss;
-            a non-finite gradient is then the scaler's to handle (it skips the step), not a
-            divergence. Default: None.
-        shard: maps each batch of indices (B,) to the part this process trains on (such as
-            :func:`~transformer_course.distributed.shard`). Default: None, the whole batch.
-        wrap: called once with the model on ``device``; the training forward passes go through
-            what it returns (such as ``DistributedDataParallel``), while clipping, the optimizer
-            and the evaluation use ``model`` itself. Default: None.
-        reduce_loss: turns this process's loss (a 0-d tensor) into the number recorded in
-            ``losses``, such as the mean over processes. Default: None, ``loss.item()``.
-        on_step: called as ``on_step(step, result)`` after every optimizer step, e.g. to save
-            a checkpoint. Default: None.
-        batch_fn: called as ``batch_fn(step)``, returns that step's ``(inputs, targets)``, for
-            tasks whose batches are drawn as training goes (chapter 6's copy task: a new length
-            every step). ``inputs`` may be a tuple of tensors, passed to the model as separate
-            arguments (a source and a decoder input). ``data`` may then be None, and ``batches``
-            and ``shard`` are not used. Default: None, mini-batches of ``data.train_*``.
-        score_fn: called as ``score_fn(model)`` where the test accuracy is measured; returns the
-            number recorded in ``test_accuracy``. Default: None, :func:`evaluate` on
-            ``data.test_*``.
-        lr_schedule: called as ``lr_schedule(step)`` before every optimizer step; the learning
-            rate of that step is ``config.lr`` times what it returns (e.g.
-            :func:`warmup_cosine`). Default: None, a constant ``config.lr``.
+        score: ``score(model) -> float``, recorded in ``test_accuracy``. Default: :func:`evaluate`
+            on the test examples of ``data``.
 
     Returns:
         A :class:`TrainResult`: accuracy history, losses, gradient norms, divergence, time.
@@ -497,146 +491,94 @@ def train(
         >>> result.eval_steps, len(result.losses)
         ([2, 3], 3)
     """
+    config, batches = _check_train_arguments(model, data, config, seed, callbacks, optimizer, score)
+    device = resolve_device(device)
+    model.to(device).train()
+    optimizer = make_optimizer(model, config) if optimizer is None else optimizer
+    state = TrainState(model, config, optimizer, batches)
+    if score is None:  # the test examples of data, under the autocast a callback may set
+        def score(model: nn.Module) -> float:
+            test = batches.data
+            return evaluate(model, test.test_inputs, test.test_targets, autocast_dtype=state.autocast_dtype)
+    clip = math.inf if config.clip_norm is None else config.clip_norm
+    result = state.result
+    with runtime.num_threads(config.num_threads):
+        for callback in callbacks:
+            callback.on_train_start(state)
+        forward = model if state.forward is None else state.forward  # e.g. DistributedDataParallel
+        start = time.perf_counter()
+        while state.step < config.steps:
+            state.step += 1
+            for callback in callbacks:
+                callback.on_step_start(state)
+            inputs, targets = next(state.batches)
+            inputs = inputs if isinstance(inputs, tuple) else (inputs,)  # one input or several
+            inputs = tuple(t.to(device) for t in inputs)
+            with runtime.autocast(device, state.autocast_dtype):
+                logits = forward(*inputs)  # (B, T) -> (B, C), or (B, T, C)
+            # The loss in float32 whatever the autocast dtype (.float() is a no-op in float32).
+            loss, _ = loss_and_correct(logits.float(), targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            scaler = state.scaler
+            if scaler is None:
+                loss.backward()
+            else:  # float16: a scaled loss keeps small gradients from underflowing
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # the true gradients, so that clipping sees their real norm
+            # Returns the norm before clipping; with clip = inf it only measures.
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+            result.losses.append(state.loss_value(loss))
+            result.grad_norms.append(grad_norm)
+            # An fp16 overflow is the scaler's business: it skips that step and lowers its scale.
+            if not math.isfinite(result.losses[-1]) or (scaler is None and not math.isfinite(grad_norm)):
+                result.diverged = True  # a NaN step would poison every weight: stop here
+                break
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)  # the optimizer's step, skipped if the gradient overflowed
+                scaler.update()
+            if state.step % config.eval_every == 0 and state.step < config.steps:
+                result.eval_steps.append(state.step)
+                result.test_accuracy.append(score(model))
+            for callback in callbacks:
+                callback.on_step_end(state)
+        if not result.diverged:  # the score at the end, also when there was no step left to take
+            result.eval_steps.append(state.step)
+            result.test_accuracy.append(score(model))
+        result.seconds = time.perf_counter() - start
+        for callback in callbacks:
+            callback.on_train_end(state)
+    model.eval()
+    return result
+
+
+def _check_train_arguments(
+    model: object, data: object, config: object, seed: object, callbacks: object, optimizer: object,
+    score: object,
+) -> tuple[TrainConfig, Iterator]:
+    """Check :func:`train`'s arguments; return the config (default filled in) and the batches."""
     _check_model(model)
-    for hook, name in ((batch_fn, "batch_fn"), (score_fn, "score_fn"), (lr_schedule, "lr_schedule")):
-        if hook is not None and not callable(hook):
-            raise TypeError(f"{name}: expected a callable or None, got {type(hook).__name__}")
-    hooks_replace_data = batch_fn is not None and score_fn is not None
-    if not isinstance(data, SplitData) and not (data is None and hooks_replace_data):
-        raise TypeError(
-            f"data: expected a tasks.SplitData (or None with both batch_fn and score_fn), "
-            f"got {type(data).__name__}"
-        )
-    if batch_fn is not None and (batches is not None or shard is not None):
-        raise ValueError("batch_fn: draws every batch itself; do not pass batches or shard with it")
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected a TrainConfig or None, got {type(config).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    _checks.int_at_least(start_step, "start_step", 0)
-    _check_autocast_dtype(autocast_dtype)
+    if isinstance(callbacks, Callback) or not all(isinstance(c, Callback) for c in callbacks):
+        raise TypeError("callbacks: expected a sequence of training.Callback objects")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(
             f"optimizer: expected a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
         )
-    if batches is not None and not isinstance(batches, MiniBatches):
-        raise TypeError(f"batches: expected a MiniBatches or None, got {type(batches).__name__}")
-    device = resolve_device(device)
-    with _threads(num_threads), tqdm(
-        total=config.steps, initial=min(start_step, config.steps), desc=desc, leave=False,
-        **_bar_switch(progress),
-    ) as bar:
-        return _train(
-            model, data, config, seed, device, bar, optimizer=optimizer, batches=batches,
-            start_step=start_step, autocast_dtype=autocast_dtype, scaler=scaler, shard=shard,
-            wrap=wrap, reduce_loss=reduce_loss, on_step=on_step, batch_fn=batch_fn, score_fn=score_fn,
-            lr_schedule=lr_schedule,
+    if score is not None and not callable(score):
+        raise TypeError(f"score: expected a callable or None, got {type(score).__name__}")
+    if isinstance(data, SplitData):
+        return config, SplitBatches(data, batch_size=config.batch_size, seed=seed)
+    if not isinstance(data, Iterator):
+        raise TypeError(
+            "data: expected a tasks.SplitData, a SplitBatches or an iterator of batches, "
+            f"got {type(data).__name__}"
         )
-
-
-# ---------------------------------------------------------------- the distance grid
-
-
-STEPS = {"rnn": 400, "lstm": 400, "encoder": 100}  # optimizer steps per distance, with TrainConfig()
-
-
-@dataclass
-class GridResult:
-    """Test accuracies of one model on every distance and seed of a grid."""
-
-    distances: tuple[int, ...]
-    seeds: tuple[int, ...]
-    accuracy: np.ndarray  # (len(distances), len(seeds)): final test accuracy of each run
-    runs: dict[tuple[int, int], TrainResult]  # (distance, seed) -> its TrainResult
-    seconds: float  # wall-clock time of the whole grid (data, models and training)
-    models: dict[tuple[int, int], nn.Module] = field(default_factory=dict)  # trained, in eval mode
-
-    def mean_accuracy(self) -> np.ndarray:
-        """Accuracy averaged over the seeds, one per distance: (len(distances),)."""
-        return self.accuracy.mean(axis=1)
-
-
-def run_distance_grid(
-    model: str | Callable[[], nn.Module],
-    steps: int | None = None,
-    distances: Sequence[int] = DISTANCES,
-    seeds: Sequence[int] = (0,),
-    config: TrainConfig | None = None,
-    shared_symbols: bool = False,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    num_threads: int | None = 1,
-) -> GridResult:
-    """Train a fresh model on the recall task at every distance, for every seed.
-
-    Run (distance d, seed s) uses the data ``RecallTask(d, seed=s, shared_symbols=...)``,
-    initial weights drawn after ``torch.manual_seed(s)`` (the caller's random state is left
-    untouched) and mini-batches ordered by ``s``: the same runs, number for number, wherever it
-    is called from, up to floating-point differences between machines.
-
-    Args:
-        model: one of :data:`~transformer_course.models.MODEL_KINDS` (built by
-            :func:`~transformer_course.models.make_recall_model`), or a function that returns a
-            fresh model.
-        steps: optimizer steps per run. Default: ``STEPS[model]`` for a named model (required
-            for a function).
-        distances: the distances d. Default: :data:`~transformer_course.tasks.DISTANCES`.
-        seeds: the seeds. Default: ``(0,)``.
-        config: the rest of the training set-up; its ``steps`` is replaced by ``steps``.
-            Default: ``TrainConfig()`` (Adam, lr 3e-3, batch 64, clipping 1.0).
-        shared_symbols: draw distractors from the answer symbols (see
-            :func:`~transformer_course.tasks.make_recall_data`). Default: False.
-        device: as in :func:`train`.
-        progress: one tqdm bar over all the steps of the grid. Default: True.
-        num_threads: as in :func:`train`. Default: 1.
-
-    Returns:
-        A :class:`GridResult`.
-
-    Examples:
-        >>> grid = run_distance_grid("lstm", steps=2, distances=(5, 6), progress=False)
-        >>> grid.accuracy.shape
-        (2, 1)
-    """
-    if isinstance(model, str):
-        if model not in MODEL_KINDS:
-            raise ValueError(f"model: expected one of {MODEL_KINDS} or a function, got {model!r}")
-        kind = model
-        steps = STEPS[kind] if steps is None else steps
-        make_model: Callable[[], nn.Module] = lambda: make_recall_model(kind)  # noqa: E731
-    elif callable(model):
-        if steps is None:
-            raise ValueError("steps: required when model is a function")
-        make_model = model
-    else:
-        raise TypeError(f"model: expected a model kind (str) or a function, got {type(model).__name__}")
-    _checks.positive_int(steps, "steps")
-    distances, seeds = tuple(distances), tuple(seeds)
-    if not distances or not seeds:
-        raise ValueError("distances, seeds: expected at least one of each")
-    config = TrainConfig() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig or None, got {type(config).__name__}")
-    config = replace(config, steps=steps)
-    device = resolve_device(device)
-
-    accuracy = np.zeros((len(distances), len(seeds)))
-    runs: dict[tuple[int, int], TrainResult] = {}
-    models: dict[tuple[int, int], nn.Module] = {}
-    start = time.perf_counter()
-    total = len(distances) * len(seeds) * steps
-    with _threads(num_threads), tqdm(total=total, desc="distance grid", **_bar_switch(progress)) as bar:
-        for i, distance in enumerate(distances):
-            for j, seed in enumerate(seeds):
-                bar.set_postfix(d=distance, seed=seed)
-                data = RecallTask(distance, seed=seed, shared_symbols=shared_symbols).make()
-                with torch.random.fork_rng(devices=[]):  # seeded weights, caller's RNG untouched
-                    torch.manual_seed(seed)
-                    net = make_model()
-                _check_model(net)
-                run = _train(net, data, config, seed, device, bar)
-                runs[(distance, seed)] = run
-                models[(distance, seed)] = net
-                accuracy[i, j] = run.final_accuracy
-    return GridResult(distances, seeds, accuracy, runs, time.perf_counter() - start, models)
+    if score is None and not isinstance(data, SplitBatches):
+        raise TypeError("score: required when data is an iterator of batches (there is no test set)")
+    return config, data

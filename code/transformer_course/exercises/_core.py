@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,6 +85,25 @@ def expect(condition: bool, hint: str) -> None:
     """Raise :class:`NotYet` with ``hint`` unless ``condition`` holds."""
     if not condition:
         raise NotYet(hint)
+
+
+def as_number(value: object, name: str, whole: bool = False) -> float | int:
+    """The one number that the student's function ``name`` returned, as a Python float (an int with
+    ``whole``), or :class:`NotYet` saying what was expected.
+
+    A one-element tensor or array and a NumPy scalar count as their number; a bool, a string or a
+    list does not. With ``whole``, the number must also be whole (``5.0`` counts as 5).
+    """
+    if isinstance(value, torch.Tensor | np.ndarray | np.generic) and math.prod(value.shape) == 1:
+        value = value.item()
+    kind = "an int" if whole else "a float"
+    expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
+           f"{name} should return one number ({kind}), got {type(value).__name__}")
+    if not whole:
+        return float(value)
+    whole_valued = isinstance(value, numbers.Integral) or float(value).is_integer()
+    expect(whole_valued, f"{name} should return a whole number, got {value}")
+    return int(value)
 
 
 def expect_close(actual: object, expected: object, hint: str, atol: float = 1e-6, rtol: float = 1e-5) -> None:

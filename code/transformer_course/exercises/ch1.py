@@ -15,7 +15,7 @@ import math
 import torch
 
 from .. import rnn
-from ._core import NotYet, checker, expect, expect_close
+from ._core import NotYet, as_number, checker, expect, expect_close
 
 # ---------------------------------------------------------------- ch1-predict-norm
 
@@ -44,21 +44,11 @@ def _make_cell(input_size: int, hidden_size: int, weight_hh: torch.Tensor, biase
     return cell
 
 
-def _as_float(value: object, name: str) -> float:
-    """``value`` as a Python float, or NotYet saying that one number was expected."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise NotYet(f"{name} should return one number (a float), got {type(value).__name__}") from None
-
-
 @checker("ch1-predict-norm")
 def check_predict_norm(predicted_norm, measured_norm) -> None:
     """Prediction at unseen radii and step counts; measurement against the package's autograd."""
     for radius, steps in ((0.7, 13), (1.15, 9), (0.95, 31), (0.5, 1), (1.0, 40)):
-        got = _as_float(predicted_norm(radius, steps), "predicted_norm")
+        got = as_number(predicted_norm(radius, steps), "predicted_norm")
         expect_close(
             got, radius**steps,
             f"predicted_norm({radius}, {steps}) is not the norm of the gradient: with zero states, "
@@ -84,7 +74,7 @@ def check_predict_norm(predicted_norm, measured_norm) -> None:
         w = w / w.norm()
         x = torch.zeros(1, steps, input_size, dtype=torch.float64)  # (1, T, I)
         expected = rnn.hidden_state_gradients(cell, x, w)[0, 0].norm().item()  # d loss / d h_0
-        got = _as_float(measured_norm(cell, w.clone(), steps), "measured_norm")
+        got = as_number(measured_norm(cell, w.clone(), steps), "measured_norm")
         kind = ("an orthogonal" if orthogonal else "a non-orthogonal") + " W_hh " + (
             "and non-zero biases" if biases else "and zero biases")
         hint = (f"measured_norm is off for a cell with N_h = {hidden}, {kind}, {steps} steps: "
@@ -131,7 +121,7 @@ def check_chance(constant_answer_accuracy) -> None:
 
     for train, test in cases:
         expected = _reference_accuracy(train, test)
-        got = _as_float(constant_answer_accuracy(train.clone(), test.clone()), "constant_answer_accuracy")
+        got = as_number(constant_answer_accuracy(train.clone(), test.clone()), "constant_answer_accuracy")
         expect(0 <= got <= 1, "an accuracy is the fraction of test answers that are right, between 0 and 1")
         if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):  # float32 means are fine
             test_mode = (test == torch.bincount(test).argmax()).double().mean().item()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .. import encoder
-from ._core import NotYet, checker, expect, expect_close
+from ._core import NotYet, as_number, checker, expect, expect_close
 
 # ---------------------------------------------------------------- ch2-pre-ln
 
@@ -74,16 +74,6 @@ def check_pre_ln(gradient_matrix) -> None:
 # ---------------------------------------------------------------- ch2-attention-memory
 
 
-def _as_count(value: object, name: str) -> float:
-    """``value`` as a number, or NotYet saying that one number was expected."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise NotYet(f"{name} should return one number (an int), got {type(value).__name__}") from None
-
-
 @checker("ch2-attention-memory")
 def check_attention_memory(attention_weight_count, hidden_number_count) -> None:
     """Counts against what an actual encoder and an actual RNN produce, at unseen sizes."""
@@ -95,11 +85,11 @@ def check_attention_memory(attention_weight_count, hidden_number_count) -> None:
                 recurrent = torch.nn.RNN(d_model, d_model, batch_first=True)
             states, _ = recurrent(torch.zeros(1, T, d_model))  # (1, T, D): h_1 .. h_T
         n_weights = sum(w.numel() for w in weights)  # L x (1, H, T, T)
-        got = _as_count(attention_weight_count(num_layers, num_heads, T), "attention_weight_count")
+        name = "attention_weight_count"
+        got = as_number(attention_weight_count(num_layers, num_heads, T), name, whole=True)
         if got != n_weights:
-            name = "attention_weight_count"
-            more_layers = _as_count(attention_weight_count(2 * num_layers, num_heads, T), name)
-            longer = _as_count(attention_weight_count(num_layers, num_heads, 2 * T), name)
+            more_layers = as_number(attention_weight_count(2 * num_layers, num_heads, T), name, whole=True)
+            longer = as_number(attention_weight_count(num_layers, num_heads, 2 * T), name, whole=True)
             if more_layers == got:
                 raise NotYet("attention_weight_count does not grow with the number of layers: every layer "
                              "has its own attention weights")
@@ -108,15 +98,16 @@ def check_attention_memory(attention_weight_count, hidden_number_count) -> None:
                              "compute for T queries and T keys?")
             raise NotYet(f"attention_weight_count({num_layers}, {num_heads}, {T}) is not the number of "
                          "weights the encoder returns with return_attention=True for one sequence")
-        got = _as_count(hidden_number_count(T, d_model), "hidden_number_count")
+        got = as_number(hidden_number_count(T, d_model), "hidden_number_count", whole=True)
         expect(got == states.numel(),
                f"hidden_number_count({T}, {d_model}) is not the number of values in the RNN's hidden "
                "states h_1 .. h_T for one sequence")
     # Long sequences, where building the encoder would be slow: the formula the encoder obeyed.
     for num_layers, num_heads, T, d_model in ((6, 8, 4096, 512), (12, 12, 512, 768)):
-        got = _as_count(attention_weight_count(num_layers, num_heads, T), "attention_weight_count")
+        got = as_number(attention_weight_count(num_layers, num_heads, T), "attention_weight_count",
+                        whole=True)
         expect(got == num_layers * num_heads * T * T,
                f"attention_weight_count({num_layers}, {num_heads}, {T}) is wrong for a long sequence: "
                "use exact integer arithmetic")
-        got = _as_count(hidden_number_count(T, d_model), "hidden_number_count")
+        got = as_number(hidden_number_count(T, d_model), "hidden_number_count", whole=True)
         expect(got == T * d_model, f"hidden_number_count({T}, {d_model}) is wrong for a long sequence")

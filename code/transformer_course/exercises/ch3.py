@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import positional, tokenization
-from ._core import NotYet, checker, expect, expect_close  # noqa: F401
+from ._core import NotYet, as_number, checker, expect
 
 # ---------------------------------------------------------------- ch3-bpe-by-hand
 
@@ -134,17 +134,6 @@ def check_bpe_merges(bpe_merges: Callable[[str, int], list[tuple[str, str]]]) ->
 _OFFSET_CASES = [(16, 37, 5), (32, 2500, -173), (64, 900, 200), (128, 4100, -200), (48, 0, 0), (8, 61, -1)]
 
 
-def _as_int(value: object) -> int:
-    """The student's offset as a Python int, or NotYet if it is not an integer."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, np.generic):
-        value = value.item()
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    expect(is_int, f"return an int, not a {type(value).__name__}")
-    return int(value)
-
-
 @checker("ch3-find-offset")
 def check_find_offset(find_offset: Callable[[torch.Tensor, torch.Tensor], int]) -> None:
     """Call ``find_offset(PE(p), PE(p + k))`` for unseen widths, positions and offsets; expect k."""
@@ -154,7 +143,7 @@ def check_find_offset(find_offset: Callable[[torch.Tensor, torch.Tensor], int]) 
     cases = _OFFSET_CASES + drawn
     for d_model, p, k in cases:
         table = positional.sinusoidal_encoding(max(p, p + k) + 1, d_model, dtype=torch.float64)
-        found = _as_int(find_offset(table[p].clone(), table[p + k].clone()))
+        found = as_number(find_offset(table[p].clone(), table[p + k].clone()), "find_offset", whole=True)
         if found == k:
             continue
         if found == -k:

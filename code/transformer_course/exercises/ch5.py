@@ -5,26 +5,28 @@ package's parts.
 Every checker builds its reference layers at sizes the chapter does not use, with seeded weights
 (the layer norms' gamma and beta too, so that a norm applied in the wrong place shows), inside
 ``torch.random.fork_rng`` so that checking never moves the chapter's random stream. The operation
-count is read off the layer's own modules (:func:`_layer_flops`); the tests pin it to
+count is read off the layer's own modules (:func:`layer_flops`); the tests pin it to
 ``torch.utils.flop_counter.FlopCounterMode``, which is too slow to start for a check cell.
+
+The sizes and cases the checkers test (:data:`SIZES`, :data:`LENGTHS`, :data:`FORWARD_CASES`) and
+:func:`layer_flops` are public: they are what a check promises to cover, and the tests read them
+to show that no hint gives away a count at those sizes.
 """
 
 from __future__ import annotations
-
-import numbers
 
 import torch
 from torch import nn
 
 from .. import encoder
-from ._core import NotYet, checker, expect, expect_close
+from ._core import NotYet, as_number, checker, expect, expect_close
 
 # (d_model, num_heads, d_ff): sizes the chapter never shows; the last one has a single head.
-_SIZES = ((48, 3, 80), (20, 5, 36), (96, 8, 200), (8, 1, 8))
-_LENGTHS = (7, 19, 64)  # sequence lengths T for the operation count
+SIZES = ((48, 3, 80), (20, 5, 36), (96, 8, 200), (8, 1, 8))
+LENGTHS = (7, 19, 64)  # sequence lengths T for the operation count
 
 # (d_model, num_heads, d_ff, B, T, seed) for the forward-pass checks.
-_FORWARD_CASES = ((24, 3, 40, 3, 9, 11), (40, 5, 72, 2, 13, 12), (16, 1, 24, 4, 5, 13))
+FORWARD_CASES = ((24, 3, 40, 3, 9, 11), (40, 5, 72, 2, 13, 12), (16, 1, 24, 4, 5, 13))
 
 
 def _seeded_layer(
@@ -54,7 +56,7 @@ def _twin(layer: encoder.EncoderLayer, norm_first: bool, residual: bool = True) 
     return other.eval()
 
 
-def _layer_flops(layer: encoder.EncoderLayer, T: int) -> int:
+def layer_flops(layer: encoder.EncoderLayer, T: int) -> int:
     """Operations of ``layer``'s matrix products on one sequence of length T (a multiply-add is 2)."""
     linears = sum(2 * T * m.in_features * m.out_features for m in layer.modules() if isinstance(m, nn.Linear))
     return linears + 2 * 2 * T * T * layer.d_model  # Q K^T and weights @ V, over all heads
@@ -78,23 +80,13 @@ def _close(a: object, b: torch.Tensor) -> bool:
     )
 
 
-def _whole_number(value: object, name: str) -> int:
-    """``value`` as an int, or NotYet if it is not a whole number."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
-           f"{name} should return a number, got {type(value).__name__}")
-    expect(float(value) == int(value), f"{name} should return a whole number, got {value}")
-    return int(value)
-
-
 @checker("ch5-count")
 def check_count(encoder_layer_parameters, encoder_layer_flops) -> None:
     """Parameter and matrix-product counts against the package's layer and FlopCounterMode."""
-    for d_model, num_heads, d_ff in _SIZES:
+    for d_model, num_heads, d_ff in SIZES:
         layer = _seeded_layer(d_model, num_heads, d_ff, norm_first=False, seed=0)
         counted = sum(p.numel() for p in layer.parameters())
-        answer = _whole_number(encoder_layer_parameters(d_model, d_ff), "encoder_layer_parameters")
+        answer = as_number(encoder_layer_parameters(d_model, d_ff), "encoder_layer_parameters", whole=True)
         if answer != counted:
             side = "fewer" if answer < counted else "more"
             raise NotYet(
@@ -102,9 +94,9 @@ def check_count(encoder_layer_parameters, encoder_layer_flops) -> None:
                 f"encoder.EncoderLayer({d_model}, {num_heads}, {d_ff}) has: go through "
                 "layer.named_parameters() tensor by tensor and find the one your formula misses"
             )
-        for T in _LENGTHS:
-            counted = _layer_flops(layer, T)
-            answer = _whole_number(encoder_layer_flops(d_model, d_ff, T), "encoder_layer_flops")
+        for T in LENGTHS:
+            counted = layer_flops(layer, T)
+            answer = as_number(encoder_layer_flops(d_model, d_ff, T), "encoder_layer_flops", whole=True)
             if answer * 2 == counted:
                 raise NotYet("your operation count is half of FlopCounterMode's: a multiply-add "
                              "counts as 2 operations")
@@ -119,7 +111,7 @@ def check_count(encoder_layer_parameters, encoder_layer_flops) -> None:
 @checker("ch5-pre-ln")
 def check_pre_ln(pre_ln_forward) -> None:
     """``pre_ln_forward(post_layer, x)`` against a pre-LN package layer loaded with the same weights."""
-    for d_model, num_heads, d_ff, B, T, seed in _FORWARD_CASES:
+    for d_model, num_heads, d_ff, B, T, seed in FORWARD_CASES:
         post = _seeded_layer(d_model, num_heads, d_ff, norm_first=False, seed=seed)
         pre = _twin(post, norm_first=True)
         x, _ = _inputs(d_model, B, T, seed)
@@ -150,7 +142,7 @@ def check_assemble_layer(layer_class) -> None:
            "pass the class itself (a subclass of nn.Module), not an instance of it")
     for norm_first in (False, True):
         name = "pre-LN (norm_first=True)" if norm_first else "post-LN (norm_first=False)"
-        for d_model, num_heads, d_ff, B, T, seed in _FORWARD_CASES:
+        for d_model, num_heads, d_ff, B, T, seed in FORWARD_CASES:
             reference = _seeded_layer(d_model, num_heads, d_ff, norm_first=norm_first, seed=seed)
             with torch.random.fork_rng(devices=[]):
                 mine = layer_class(d_model, num_heads, d_ff, norm_first=norm_first)

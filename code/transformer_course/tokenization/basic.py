@@ -22,7 +22,10 @@ import torch
 
 from .. import _checks
 
-__all__ = ["SPECIAL_TOKENS", "is_cjk", "is_punctuation", "basic_tokenize", "pad_batch"]
+__all__ = [
+    "SPECIAL_TOKENS", "is_cjk", "is_punctuation", "basic_tokenize",
+    "truncate_and_wrap", "check_texts", "check_ids", "pad_batch",
+]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -146,10 +149,20 @@ def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
 # ----- the calling convention both tokenizers share -----------------------------------------
 
 
-def _truncate_and_wrap(
+def truncate_and_wrap(
     ids: list[int], cls_id: int, sep_id: int, add_special_tokens: bool, max_length: int | None
 ) -> list[int]:
-    """Keep the first ids so that at most ``max_length`` remain with [CLS]/[SEP]; add them if asked."""
+    """Keep the first ids so that at most ``max_length`` remain with [CLS]/[SEP]; add them if asked.
+
+    The last step of both tokenizers' ``encode``: ``max_length`` counts [CLS] and [SEP] when they
+    are added, so it must leave room for them (at least 2), and at least 1 without them.
+
+    Examples:
+        >>> truncate_and_wrap([7, 8, 9], cls_id=2, sep_id=3, add_special_tokens=True, max_length=4)
+        [2, 7, 8, 3]
+        >>> truncate_and_wrap([7, 8, 9], cls_id=2, sep_id=3, add_special_tokens=False, max_length=None)
+        [7, 8, 9]
+    """
     _checks.boolean(add_special_tokens, "add_special_tokens")
     if max_length is not None:
         minimum = 2 if add_special_tokens else 1
@@ -160,8 +173,16 @@ def _truncate_and_wrap(
     return [cls_id, *ids, sep_id] if add_special_tokens else ids
 
 
-def _check_texts(texts: str | Sequence[str]) -> list[str]:
-    """A batch of texts as a non-empty list of str (one string is a batch of one), or a clear error."""
+def check_texts(texts: str | Sequence[str]) -> list[str]:
+    """A batch of texts as a non-empty list of str (one string is a batch of one), or a clear error.
+
+    What ``tokenizer(texts)`` of both tokenizers, and every function that takes a batch of texts,
+    checks first.
+
+    Examples:
+        >>> check_texts("one text"), check_texts(("a", "b"))
+        (['one text'], ['a', 'b'])
+    """
     if isinstance(texts, str):
         return [texts]
     if not isinstance(texts, Sequence):
@@ -174,8 +195,18 @@ def _check_texts(texts: str | Sequence[str]) -> list[str]:
     return list(texts)
 
 
-def _check_ids(ids: Iterable[int] | torch.Tensor, vocab_size: int) -> list[int]:
-    """Return ``ids`` as a list of ints in [0, vocab_size), or raise a clear error."""
+def check_ids(ids: Iterable[int] | torch.Tensor, vocab_size: int) -> list[int]:
+    """Return ``ids`` as a list of ints in [0, vocab_size), or raise a clear error.
+
+    What ``decode`` and ``convert_ids_to_tokens`` of both tokenizers check first.
+
+    Shape:
+        ids: (T,), a 1-D integer tensor or any iterable of ints.
+
+    Examples:
+        >>> check_ids(torch.tensor([2, 7, 3]), vocab_size=10)
+        [2, 7, 3]
+    """
     if isinstance(ids, torch.Tensor):
         if ids.ndim != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
             raise ValueError(f"ids: expected a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}")

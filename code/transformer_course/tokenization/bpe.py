@@ -21,7 +21,7 @@ from itertools import pairwise
 
 import torch
 
-from .basic import SPECIAL_TOKENS, _check_ids, _check_texts, _truncate_and_wrap, pad_batch
+from .basic import SPECIAL_TOKENS, check_ids, check_texts, pad_batch, truncate_and_wrap
 
 __all__ = ["BPETokenizer", "Merge", "bpe_pretokenize"]
 
@@ -356,7 +356,7 @@ class BPETokenizer:
             if chunk not in self._cache:
                 self._cache[chunk] = self._encode_chunk(chunk)
             ids.extend(self._cache[chunk])
-        return _truncate_and_wrap(ids, self.cls_id, self.sep_id, add_special_tokens, max_length)
+        return truncate_and_wrap(ids, self.cls_id, self.sep_id, add_special_tokens, max_length)
 
     def tokenize(self, text: str, *, num_merges: int | None = None) -> list[str]:
         """Text -> tokens (strings), no special tokens; see :meth:`encode` for ``num_merges``.
@@ -375,7 +375,7 @@ class BPETokenizer:
             >>> BPETokenizer(["a"]).convert_ids_to_tokens([2, 261, 5, 3])
             ['[CLS]', 'a', '<0x00>', '[SEP]']
         """
-        return [self.id_to_token[i] for i in _check_ids(ids, self.vocab_size)]
+        return [self.id_to_token[i] for i in check_ids(ids, self.vocab_size)]
 
     # ----- ids -> text ----------------------------------------------------------------------
 
@@ -396,7 +396,7 @@ class BPETokenizer:
         """
         parts: list[str] = []
         pending = bytearray()  # consecutive byte tokens, decoded together
-        for i in _check_ids(ids, self.vocab_size):
+        for i in check_ids(ids, self.vocab_size):
             if self.byte_fallback and self.byte_offset <= i < self.first_piece_id:
                 pending.append(i - self.byte_offset)
                 continue
@@ -431,6 +431,6 @@ class BPETokenizer:
             >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist()
             ([[2, 261, 262, 3], [2, 261, 3, 0]], [[1, 1, 1, 1], [1, 1, 1, 0]])
         """
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         ids = [self.encode(t, add_special_tokens=add_special_tokens, max_length=max_length) for t in texts]
         return pad_batch(ids, self.pad_id)

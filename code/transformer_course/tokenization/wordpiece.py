@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from .basic import SPECIAL_TOKENS, _check_ids, _check_texts, _truncate_and_wrap, basic_tokenize, pad_batch
+from .basic import SPECIAL_TOKENS, basic_tokenize, check_ids, check_texts, pad_batch, truncate_and_wrap
 
 __all__ = ["WordPieceTokenizer"]
 
@@ -192,7 +192,7 @@ class WordPieceTokenizer:
             >>> tok.convert_ids_to_tokens([2, 5, 3])
             ['[CLS]', 'hi', '[SEP]']
         """
-        return [self.id_to_token[i] for i in _check_ids(ids, self.vocab_size)]
+        return [self.id_to_token[i] for i in check_ids(ids, self.vocab_size)]
 
     def encode(
         self, text: str, *, add_special_tokens: bool = True, max_length: int | None = None
@@ -213,7 +213,7 @@ class WordPieceTokenizer:
             [5, 6]
         """
         ids = self.convert_tokens_to_ids(self.tokenize(text))
-        return _truncate_and_wrap(ids, self.cls_id, self.sep_id, add_special_tokens, max_length)
+        return truncate_and_wrap(ids, self.cls_id, self.sep_id, add_special_tokens, max_length)
 
     # ----- ids -> text ----------------------------------------------------------------------
 
@@ -233,7 +233,7 @@ class WordPieceTokenizer:
             ('[CLS] playing [SEP]', 'playing')
         """
         words: list[str] = []
-        for i in _check_ids(ids, self.vocab_size):
+        for i in check_ids(ids, self.vocab_size):
             if skip_special_tokens and i in self.special_ids:
                 continue
             token = self.id_to_token[i]
@@ -259,6 +259,6 @@ class WordPieceTokenizer:
             Returns ``input_ids`` (B, T) and ``attention_mask`` (B, T), both torch.long;
             attention_mask is 1 on real tokens (may attend) and 0 on padding.
         """
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         ids = [self.encode(t, add_special_tokens=add_special_tokens, max_length=max_length) for t in texts]
         return pad_batch(ids, self.pad_id)

@@ -2,9 +2,9 @@
 
 The introduction gets a "whole book as one PDF" line under its title, and the PDF is copied next
 to it. When the PDF appears or changes, the introduction is rebuilt, so `make pdf`, which runs
-`make book` after printing, leaves a book that links to the new PDF. (tools/book_pdf.py prints
+`make book` after printing, leaves a book that links to the new PDF. (book_tools.pdf prints
 it; how the single-page build that it prints writes myst-nb's folded cells is in
-_theme/book_accessibility.py.) Loaded through `local_extensions` in _config.yml.
+book_tools.sphinx.accessibility.) Named in _config.yml's extensions.
 """
 
 from __future__ import annotations

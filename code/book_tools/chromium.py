@@ -1,8 +1,8 @@
 """Headless Chromium for the book's printers: a local web server for a built folder, a browser
 that can reach nothing but that server, waiting until a page has settled, and printing it.
 
-Used by tools/book_pdf.py (the whole book as one PDF), slides/print_handouts.py (one PDF per
-deck) and tests/test_browser.py. Chromium and chromedriver are Debian's (`make browser` installs
+Used by book_tools.pdf (the whole book as one PDF), book_tools.handouts (one PDF per deck) and
+tests/test_browser.py. Chromium and chromedriver are Debian's (`make browser` installs
 them); selenium drives them and Chromium's DevTools command `Page.printToPDF` prints, so a script
 waits for exactly what it needs (MathJax typeset, images decoded, reveal.js laid out) instead of
 a fixed time.

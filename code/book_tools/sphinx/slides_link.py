@@ -1,11 +1,11 @@
 """Sphinx extension: every chapter page links to its reveal.js deck ("Slides for this chapter"),
-and every numbered chapter to its student notebook (tools/student_notebooks.py writes them into
-`student/` of the built HTML).
+and every numbered chapter to its student notebook (book_tools.student_notebooks writes them
+into `student/` of the built HTML).
 
-The decks are built after the book by slides/build_decks.py into `slides/<stem>.slides.html` of
-the built HTML; a chapter is any page under `chapters/` (only pages of _toc.yml are built, and
-the deck builder takes the same list). The link goes right under the chapter's title, so the
-notebooks themselves carry nothing about slides. Loaded through `local_extensions` in _config.yml.
+The decks are built after the book by book_tools.decks into `slides/<stem>.slides.html` of the
+built HTML; a chapter is any page under `chapters/` (only pages of _toc.yml are built, and the
+deck builder takes the same list). The link goes right under the chapter's title, so the
+notebooks themselves carry nothing about slides. Named in _config.yml's extensions.
 """
 
 from __future__ import annotations

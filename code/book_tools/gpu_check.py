@@ -14,7 +14,7 @@ It writes `<out>/report.md` (each step: exit code, seconds, the tail of its outp
 step's full log beside it, prints the report, and exits 0 only if every step passed. Without a
 CUDA device it says so and exits 1 before running anything.
 
-Usage: python tools/gpu_check.py [--out _build/gpu-check]
+Usage: python -m book_tools.gpu_check [--out _build/gpu-check]
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "slides"))
-from build_decks import toc_chapters  # noqa: E402  (the chapters of _toc.yml)
+from book_tools.toc import ROOT, toc_chapters
 
 NB_ENV = {"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
 

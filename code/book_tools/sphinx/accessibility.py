@@ -1,9 +1,9 @@
 """Sphinx extension: the book's accessibility fixes, for what the themes and extensions write.
 
 tests/test_browser.py runs axe-core on every built page and fails on a "serious" or "critical"
-violation; each fix below names the rule it answers. Loaded through `local_extensions` in
-_config.yml; it also registers this folder's templates (overrides of pydata-sphinx-theme
-components, which take precedence over the theme's own) and its style sheet.
+violation; each fix below names the rule it answers. Named in _config.yml's extensions; it
+also registers the two folders next to it: templates/ (overrides of pydata-sphinx-theme
+components, which take precedence over the theme's own) and static/ (its style sheet).
 
 - Citations (the Bibliography page): docutils writes each entry as role="doc-biblioentry", a
   role DPUB-ARIA 1.1 deprecated, so the surrounding role="list" has no list items

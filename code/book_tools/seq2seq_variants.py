@@ -15,7 +15,7 @@ Every run uses chapter 6's recipe (``seq2seq.COPY_TRAINING``, 15 warm-up steps),
 (``training.train``'s default), and its seed for the weights and the batches, so a rerun on the
 same torch build gives the same numbers. About 10 s per run on a free CPU core; 3 seeds x 7 runs.
 
-Usage: python tools/seq2seq_variants.py [--seeds 0 1 2] [--out FILE]  (default: the package's record)
+Usage: python -m book_tools.seq2seq_variants [--seeds 0 1 2] [--out FILE]  (default: the package's record)
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from tqdm import tqdm
 
 from transformer_course import records, seq2seq, tasks
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = records.DATA / "seq2seq_variants.json"
 
 # (task, model, positions, position_init_std, builder) of every run, for one seed.

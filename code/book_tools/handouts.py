@@ -1,13 +1,14 @@
 """Print every deck of the built book to a PDF handout with headless Chromium (offline).
 
-    python slides/print_handouts.py [--html _build/html] [--out _build/handouts]
+    python -m book_tools.handouts [--html _build/html] [--out _build/handouts]
 
 The built book is served on 127.0.0.1 and each deck is opened with `?print-pdf`, reveal.js's
 print layout (one slide per page, 1280 x 720, fragments shown, no speaker notes). The script
 waits until reveal.js has laid every slide out as a page and MathJax has typeset the formulas,
 then prints through Chromium's DevTools (`Page.printToPDF`), and checks that the handout has at
 least one page per slide. Any host other than 127.0.0.1 fails to resolve, so a handout can never
-depend on the network. `make handouts` runs this after `make book`.
+depend on the network (book_tools.chromium, shared with the book's PDF). `make handouts` runs
+this after `make book`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from build_decks import ROOT, deck_path, toc_chapters
-
-sys.path.insert(0, str(ROOT / "tools"))
-import headless_chromium  # noqa: E402  (tools/, shared with the book's PDF)
+from book_tools import chromium
+from book_tools.decks import deck_path
+from book_tools.toc import ROOT, toc_chapters
 
 # True once reveal.js is ready and has wrapped every slide in a print page.
 _LAID_OUT = (
@@ -34,8 +34,8 @@ _LAID_OUT = (
 def print_deck(driver, url: str) -> tuple[bytes, int]:
     """The deck at `url` printed in reveal.js's print layout, and its number of slides."""
     driver.get(url)
-    headless_chromium.wait_for(driver, _LAID_OUT, "reveal.js's print layout")
-    headless_chromium.settle(driver)
+    chromium.wait_for(driver, _LAID_OUT, "reveal.js's print layout")
+    chromium.settle(driver)
     slides = driver.execute_script(
         "return document.querySelectorAll('.reveal .slides section:not(.stack)').length;")
     # reveal.js gives a tall slide as many pages as its content needs (up to
@@ -54,8 +54,8 @@ def print_deck(driver, url: str) -> tuple[bytes, int]:
     if clipped:
         print(f"  {len(clipped)} slide(s) given another page: {clipped}")
     # The deck's own @page rule sets the paper size (the slide's size); no margins, no header.
-    pdf = headless_chromium.print_pdf(driver, preferCSSPageSize=True, marginTop=0, marginBottom=0,
-                                      marginLeft=0, marginRight=0)
+    pdf = chromium.print_pdf(driver, preferCSSPageSize=True, marginTop=0, marginBottom=0,
+                             marginLeft=0, marginRight=0)
     return pdf, slides
 
 
@@ -72,7 +72,7 @@ def main() -> None:
         sys.exit(f"decks not built: {missing}; run `make book` first")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    with headless_chromium.serve(args.html) as base, headless_chromium.browser() as driver:
+    with chromium.serve(args.html) as base, chromium.browser() as driver:
         for deck in decks:
             start = time.perf_counter()
             data, slides = print_deck(driver, f"{base}{deck}?print-pdf")

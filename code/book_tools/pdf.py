@@ -1,16 +1,16 @@
 """Print the whole book as one PDF, offline: `_build/pdf/transformers-i.pdf`.
 
-    python tools/book_pdf.py [--out _build/pdf]
+    python -m book_tools.pdf [--out _build/pdf]
 
 The route, in three steps (`make pdf` runs it):
 
 1. Sphinx's single-page builder (`jupyter-book build --builder singlehtml`) writes every page of
    `_toc.yml`, in order, into one HTML page, with the same numbered figures, resolved
    cross-references, citations and bibliography as the HTML book. Any warning fails the build.
-2. Headless Chromium (tools/headless_chromium.py) loads that page from 127.0.0.1 and the book's
+2. Headless Chromium (book_tools.chromium) loads that page from 127.0.0.1 and the book's
    own MathJax typesets the formulas. The script then adds a title page and a table of contents
    (every chapter and its sections, linked), prints folded cells and solutions open, starts each
-   chapter on a new page and wraps long code lines (tools/book_print.css).
+   chapter on a new page and wraps long code lines (book_print.css, next to this module).
 3. Chromium prints it through DevTools (`Page.printToPDF`: A4, page numbers in the footer, the
    headings as PDF bookmarks, a tagged PDF for screen readers). The contents' page numbers come
    from that first print: Chromium writes a named destination for every linked heading, and
@@ -28,12 +28,13 @@ import sys
 import time
 from pathlib import Path
 
-import headless_chromium  # tools/, next to this script: the local server and Chromium
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from book_tools import chromium
+from book_tools.toc import ROOT
 
 PDF_NAME = "transformers-i.pdf"
+PRINT_CSS = Path(__file__).resolve().with_name("book_print.css")
 SUBTITLE = "An executable course on the Transformer encoder"
 A4 = {"paperWidth": 8.27, "paperHeight": 11.69}  # inches
 MARGINS = {"marginTop": 0.7, "marginBottom": 0.8, "marginLeft": 0.75, "marginRight": 0.75}
@@ -198,10 +199,10 @@ def print_book(html: Path, css: str, meta: dict[str, str]) -> tuple[bytes, int]:
     options = {**A4, **MARGINS, "displayHeaderFooter": True, "headerTemplate": "<span></span>",
                "footerTemplate": FOOTER, "generateDocumentOutline": True,
                "generateTaggedPDF": True}
-    with headless_chromium.serve(html) as base, headless_chromium.browser() as driver:
+    with chromium.serve(html) as base, chromium.browser() as driver:
         driver.get(base + "intro.html")
-        headless_chromium.settle(driver)
-        headless_chromium.wait_for(
+        chromium.settle(driver)
+        chromium.wait_for(
             driver, "!document.querySelector('.attention-explorer:not([data-ready=\"true\"])')",
             "the attention explorer")
         driver.execute_script(
@@ -213,12 +214,12 @@ def print_book(html: Path, css: str, meta: dict[str, str]) -> tuple[bytes, int]:
         if prepared["untypeset"] or prepared["brokenImages"]:
             sys.exit(f"{prepared['untypeset']} formulas not typeset, images not loaded:"
                      f" {prepared['brokenImages'][:5]}")
-        headless_chromium.settle(driver)
+        chromium.settle(driver)
         pages: dict[str, int] = {}
         for attempt in range(1, MAX_PRINTS + 1):
             driver.execute_script(_FILL_PAGES, pages)
             start = time.perf_counter()
-            pdf = headless_chromium.print_pdf(driver, **options)
+            pdf = chromium.print_pdf(driver, **options)
             reader = PdfReader(io.BytesIO(pdf))  # read once per print
             found = destination_pages(reader, prepared["targets"])
             print(f"print {attempt}: {len(reader.pages)} pages,"
@@ -237,7 +238,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     html = build_single_page(args.out)
-    css = (ROOT / "tools" / "book_print.css").read_text(encoding="utf-8")
+    css = PRINT_CSS.read_text(encoding="utf-8")
     pdf, pages = print_book(html, css, book_metadata())
     target = args.out / PDF_NAME
     target.write_bytes(pdf)

@@ -10,9 +10,9 @@ The student notebook also drops every stored output (the student runs the cells)
 solutions of the conceptual questions (worked answers), and the cells the book's pages remove
 (speaker notes, and cells that compute a worked answer's numbers). Its Markdown is the book's,
 rendered for a notebook viewer that knows no MyST: glued numbers filled in, exercises as quoted
-blocks, citations, terms and cross-references as text (the decks' renderer, build_decks.py).
+blocks, citations, terms and cross-references as text (the decks' renderer, book_tools.myst).
 
-Usage: python tools/student_notebooks.py --out _build/student [--html _build/html]
+Usage: python -m book_tools.student_notebooks --out _build/student [--html _build/html]
 (--html also copies them into the built book, where each chapter page links to its own).
 """
 
@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import ClearOutputPreprocessor
 from nbgrader.preprocessors import ClearSolutions
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "slides"))
-from build_decks import glued_values, myst_to_markdown, toc_chapters  # noqa: E402  (shared with the decks)
+from book_tools.myst import glued_values, myst_to_markdown  # shared with the decks
+from book_tools.toc import ROOT, toc_chapters
 
 NUMBERED = re.compile(r"chapters/\d\d_")
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")

@@ -1,0 +1,152 @@
+"""Build one reveal.js deck per chapter of _toc.yml into the built book (offline).
+
+    python -m book_tools.decks [--html _build/html]
+
+Each chapter notebook becomes `<html>/slides/<stem>.slides.html` through `jupyter nbconvert
+--to slides` (nbconvert's SlidesExporter) with our template
+`book_tools/nbconvert_templates/course_reveal`, which loads reveal.js from
+`<html>/slides/reveal.js/` (copied here from node_modules, pinned by package-lock.json) and
+MathJax from the book's own `_static/mathjax/`. Nothing comes from a CDN.
+
+What goes on a slide is the cells' `slideshow.slide_type` metadata (slide / subslide / fragment /
+skip / notes / "-"). On top of it this module:
+- never lets an exercise solution onto a slide: every cell of a `{solution}` directive, and every
+  cell between `{solution-start}` and `{solution-end}`, is skipped whatever its metadata says;
+- turns MyST-only syntax, which nbconvert's Markdown does not know, into plain Markdown
+  (book_tools.myst): a directive such as ```{exercise} becomes a quoted block titled "Exercise",
+  `(label)=` targets are dropped, {glue:text}`name:format` becomes the value the notebook glued
+  under that name (formatted as the book formats it), {cite:p}`key` becomes "(Author et al.,
+  year)" from references.bib, {numref}`label` becomes "the figure", and any other {role}`text`
+  keeps its text; a link to another chapter's notebook leads to that chapter's deck.
+Long code cells fold into a <details> on the slide (see the template); their outputs stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+from nbconvert import SlidesExporter
+
+from book_tools.myst import glued_values, myst_to_markdown
+from book_tools.toc import ROOT, toc_chapters
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "nbconvert_templates"
+TEMPLATE_NAME = "course_reveal"
+REVEAL_SRC = ROOT / "node_modules" / "reveal.js"
+# Slides are 1280 x 720 (16:9) and reveal.js scales them to the screen or the printed page.
+WIDTH, HEIGHT = 1280, 720
+MAX_CODE_LINES = 12  # longer code cells fold into a <details> on their slide
+
+
+def deck_path(chapter: str) -> str:
+    """Where a chapter's deck lives, relative to the root of the built book."""
+    return f"slides/{Path(chapter).name}.slides.html"
+
+
+def slide_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of the notebook ready for the deck: no solution on a slide, no MyST syntax."""
+    notebook = copy.deepcopy(notebook)
+    glued = glued_values(notebook)
+    in_solution = False
+    for cell in notebook.cells:
+        source = cell.source
+        starts = cell.cell_type == "markdown" and re.search(r"\{solution-start\}", source)
+        is_solution = cell.cell_type == "markdown" and re.search(r"\{solution(-end)?\}", source)
+        if starts:
+            in_solution = True
+        if in_solution or starts or is_solution:
+            cell.metadata.setdefault("slideshow", {})["slide_type"] = "skip"
+        if cell.cell_type == "markdown" and re.search(r"\{solution-end\}", source):
+            in_solution = False
+        if cell.cell_type == "markdown" and cell.metadata.get("slideshow", {}).get(
+            "slide_type"
+        ) != "skip":
+            cell.source = myst_to_markdown(source, glued)
+    return notebook
+
+
+class _SlideCounter(HTMLParser):
+    """Counts the slides of a deck as reveal.js does: sections that hold no other section."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[bool] = []  # per open <section>: has it a child section?
+        self.slides = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            if self.stack:
+                self.stack[-1] = True
+            self.stack.append(False)
+
+    def handle_endtag(self, tag):
+        if tag == "section" and self.stack:
+            self.slides += not self.stack.pop()
+
+
+def count_slides(html: str) -> int:
+    counter = _SlideCounter()
+    counter.feed(html)
+    return counter.slides
+
+
+def build(html_dir: Path) -> dict[str, int]:
+    """Writes every deck and the reveal.js it loads; returns {deck path: slide count}."""
+    if not (REVEAL_SRC / "dist" / "reveal.js").is_file():
+        sys.exit(f"{REVEAL_SRC} is missing: run `npm ci` (make does)")
+    if not (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file():
+        sys.exit(f"{html_dir} has no _static/mathjax: build the book first (`make book`)")
+    out_dir = html_dir / "slides"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reveal_dst = out_dir / "reveal.js"
+    shutil.rmtree(reveal_dst, ignore_errors=True)
+    shutil.copytree(REVEAL_SRC / "dist", reveal_dst / "dist")
+    # The notes plugin carries its speaker view inline; its other files are not needed.
+    (reveal_dst / "plugin" / "notes").mkdir(parents=True)
+    shutil.copy2(REVEAL_SRC / "plugin" / "notes" / "notes.js", reveal_dst / "plugin" / "notes")
+    shutil.copy2(REVEAL_SRC / "LICENSE", reveal_dst / "LICENSE")
+
+    exporter = SlidesExporter(
+        template_name=TEMPLATE_NAME,
+        extra_template_basedirs=[str(TEMPLATE_DIR)],
+        reveal_url_prefix="reveal.js",
+        reveal_theme="white",
+        reveal_transition="none",
+        reveal_width=str(WIDTH),
+        reveal_height=str(HEIGHT),
+    )
+    counts = {}
+    for chapter in toc_chapters():
+        notebook = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+        resources = {
+            "metadata": {"name": Path(chapter).name},
+            "course": {
+                "mathjax_url": "../_static/mathjax/tex-chtml.js",
+                "max_code_lines": MAX_CODE_LINES,
+            },
+        }
+        body, _ = exporter.from_notebook_node(slide_notebook(notebook), resources=resources)
+        target = html_dir / deck_path(chapter)
+        target.write_text(body, encoding="utf-8")
+        counts[deck_path(chapter)] = count_slides(body)
+        print(f"deck {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}: "
+              f"{counts[deck_path(chapter)]} slides")
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html",
+                        help="the built book (default: _build/html)")
+    build(parser.parse_args().html)
+
+
+if __name__ == "__main__":
+    main()
