@@ -3,8 +3,11 @@
 #   make book     set up, build the HTML book (any warning fails) and its slide decks
 #   make pdf      the whole book as one PDF, _build/pdf/transformers-i.pdf (headless Chromium)
 #   make handouts print every deck to PDF with headless Chromium (_build/handouts/)
-#   make test     set up, Chromium if missing, ruff, full book build, the PDF, pytest, nbval
-#                 (twice for the appendices: natively, then under another processor's code paths)
+#   make check    the quick gate after every edit (about a minute): ruff, the unit, parity and
+#                 property tests and the docstring examples; no browser, notebook, PDF or book build
+#   make test     the full gate: set up, Chromium if missing, ruff, the PDF, the book (once), then
+#                 the tests and nbval on every chapter in one run on two workers, and the
+#                 appendices once more under another processor's code paths
 #   make lab      JupyterLab on 127.0.0.1 with the project's environment
 #   make student  the student notebooks (exercise solutions taken out) in _build/student/
 #   make execute  re-run every chapter in place so its stored outputs are fresh
@@ -70,10 +73,10 @@ TOC_CHAPTERS = $(PY) -m book_tools.toc $(1)
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv assets book decks student handouts pdf test lint browser nbval nbval-other-cpu pytest lab execute bench gpu-check clean distclean
+.PHONY: help setup venv assets book decks student handouts pdf pdf-print check test lint browser nbval nbval-other-cpu pytest lab execute bench gpu-check clean distclean
 
 help:
-	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- set-up
 
@@ -155,22 +158,37 @@ handouts: book browser
 
 # The whole book as one PDF: the single-page HTML build printed by headless Chromium (see
 # book_tools.pdf). Then `make book` again, so the HTML book links to the new PDF (only the
-# introduction is rebuilt).
-pdf: setup browser
-	$(PY) -m book_tools.pdf --out $(BUILD_DIR)/pdf
+# introduction is rebuilt). pdf-print prints it alone (make test prints it before its one book
+# build).
+pdf: pdf-print
 	$(MAKE) --no-print-directory book
+
+pdf-print: setup browser
+	$(PY) -m book_tools.pdf --out $(BUILD_DIR)/pdf
 
 # ---------------------------------------------------------------- tests
 
-# Every chapter is run twice: natively by nbval, and under another processor's code paths
-# (tests/other_cpu.env) with its outputs compared as well: the numbered chapters by pytest, whose
-# student-notebook test runs them so (tests/test_student.py), the appendices, which have no
-# student notebook, by nbval-other-cpu.
+# The quick gate after every edit, about a minute on 2 cores: ruff, then the unit, parity and
+# property tests and the docstring examples on two workers. No test marked slow (processes, a
+# browser, a notebook, the PDF) or book (it reads _build/html, which may be stale).
+check: venv
+	ruff check code tests benchmarks
+	pytest -n 2 -m "not slow and not book"
+
+# The full gate, each expensive thing once: the PDF (its own single-page build), then the HTML
+# book, built once after it so that the introduction links to it; then one pytest run on two
+# workers holding every test, every docstring example and nbval on every chapter (--dist
+# loadfile: a notebook's cells stay together, in one kernel). Every chapter is so run twice:
+# natively by nbval, and under another processor's code paths (tests/other_cpu.env) with its
+# outputs compared as well: the numbered chapters by tests/test_student.py, which runs each
+# student notebook so, the appendices, which have no student notebook, by nbval-other-cpu last.
+# The kernels, and the tests with them, get NB_ENV (the settings `make execute` used).
 test: setup browser lint
+	$(MAKE) --no-print-directory pdf-print
 	$(MAKE) --no-print-directory book BOOK_ALL=1
-	$(MAKE) --no-print-directory pdf
-	$(MAKE) --no-print-directory pytest
-	$(MAKE) --no-print-directory nbval
+	@chapters="$$($(TOC_CHAPTERS))"; \
+	echo "pytest and nbval, two workers: tests, code/transformer_course, $$chapters"; \
+	env $(NB_ENV) $(NBVAL) -n 2 --dist loadfile tests code/transformer_course $$chapters
 	$(MAKE) --no-print-directory nbval-other-cpu NOTEBOOKS="$$($(call TOC_CHAPTERS,appendix_))"
 
 # Headless Chromium and its driver from Debian, for tests/test_browser.py.
@@ -183,10 +201,10 @@ browser:
 lint: venv
 	ruff check code tests benchmarks
 
-# The tests and every docstring example of the package (testpaths in pyproject.toml).
-# `pytest -m "not slow"` is the quick loop: no torchrun, browser or benchmark run.
+# The tests and every docstring example of the package (testpaths in pyproject.toml), without
+# the chapters (make nbval), on two workers.
 pytest: venv
-	pytest
+	pytest -n 2 --dist loadfile
 
 # One fresh kernel per notebook (nbval starts one per file), strict comparison of outputs.
 # NOTEBOOKS="a.ipynb b.ipynb" runs only those (default: every chapter of _toc.yml).

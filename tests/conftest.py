@@ -1,4 +1,4 @@
-"""Shared pytest set-up: the ``gpu`` and ``slow`` markers, hypothesis settings, global torch state
+"""Shared pytest set-up: the ``gpu``, ``slow`` and ``book`` markers, hypothesis settings, global torch state
 restored after every test, the accessibility summary at the end of a run, and small helpers
 (import them with ``from conftest import ...``)."""
 
@@ -33,8 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
     config.addinivalue_line(
         "markers",
-        "slow: starts processes, a browser, the book build or a benchmark; "
-        "`pytest -m 'not slow'` is the quick loop, `make test` runs everything",
+        "slow: starts processes, a browser, the book build, a notebook or a benchmark; "
+        "`make check` leaves them out, `make test` runs everything",
+    )
+    config.addinivalue_line(
+        "markers",
+        "book: reads the built book in _build/html (skipped when it is missing, wrong when it is stale); "
+        "`make check` leaves them out, `make test` builds the book first",
     )
 
 

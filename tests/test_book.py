@@ -137,6 +137,7 @@ def is_remote(url: str) -> bool:
     return bool(parts.netloc) or parts.scheme not in ("", "data", "blob")
 
 
+@pytest.mark.book
 def test_no_page_fetches_anything_from_another_host():
     needs_build()
     remote = [
@@ -148,6 +149,7 @@ def test_no_page_fetches_anything_from_another_host():
     assert remote == []
 
 
+@pytest.mark.book
 def test_every_local_asset_a_page_fetches_exists():
     needs_build()
     missing = []
@@ -161,6 +163,7 @@ def test_every_local_asset_a_page_fetches_exists():
     assert missing == []
 
 
+@pytest.mark.book
 def test_markdown_tables_in_outputs_are_rendered_as_tables():
     """A cell that displays a Markdown table (the measured tables of chapter 6 and the scale
     appendix) shows a table, not its source: the book renders Markdown outputs as GFM."""
@@ -171,6 +174,7 @@ def test_markdown_tables_in_outputs_are_rendered_as_tables():
     assert pages == [], f"Markdown tables left as text in {pages}"
 
 
+@pytest.mark.book
 def test_site_root_serves_a_favicon():
     """Browsers request /favicon.ico on their own; without it every first visit logs a 404."""
     needs_build()
@@ -178,6 +182,7 @@ def test_site_root_serves_a_favicon():
     assert icon.is_file() and icon.read_bytes()[:4] == b"\x00\x00\x01\x00"  # ICO header
 
 
+@pytest.mark.book
 def test_mathjax_is_served_by_the_book():
     needs_build()
     math_pages = 0
@@ -197,6 +202,7 @@ def test_mathjax_is_served_by_the_book():
     assert list((HTML / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", toc_chapters())
 def test_chapter_page_offers_its_notebook_for_download(chapter):
     needs_build()
@@ -232,6 +238,7 @@ def solution_cell_ids(notebook: dict) -> list[str]:
     return ids
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", numbered_chapters())
 def test_chapter_has_three_exercises_each_with_a_hidden_solution(chapter):
     needs_build()
@@ -294,6 +301,7 @@ def test_exercises_are_coding_with_a_checker_or_conceptual_with_a_worked_answer(
         assert shown.strip() == f"{label}: correct", f"{chapter}: {label}: stored verdict {shown!r}"
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", numbered_chapters())
 def test_numbered_chapter_page_offers_its_student_notebook(chapter):
     needs_build()
@@ -306,6 +314,7 @@ def test_numbered_chapter_page_offers_its_student_notebook(chapter):
     assert "raise NotImplementedError" in code and "### BEGIN SOLUTION" not in code
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", toc_chapters())
 def test_chapter_page_links_to_its_deck(chapter):
     needs_build()
@@ -318,12 +327,14 @@ def test_chapter_page_links_to_its_deck(chapter):
     assert target.is_file(), f"{deck_path(chapter)} was not built"
 
 
+@pytest.mark.book
 def test_decks_are_exactly_the_chapters_of_the_toc():
     needs_build()
     built = {p.relative_to(HTML).as_posix() for p in (HTML / "slides").glob("*.slides.html")}
     assert built == {deck_path(chapter) for chapter in toc_chapters()}
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", toc_chapters())
 def test_deck_shows_its_slide_cells_and_never_a_solution(chapter):
     """Every cell the metadata puts on a slide (or in the notes) is in the deck; no solution is."""
@@ -346,6 +357,7 @@ def test_deck_shows_its_slide_cells_and_never_a_solution(chapter):
     assert html.count('<aside class="notes">') >= 1, f"{chapter}: the deck has no speaker notes"
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", toc_chapters())
 def test_every_figure_on_a_slide_has_its_cell_s_alt_text(chapter):
     """A screen reader on a deck hears the same description of a figure as on the book's page."""
@@ -365,6 +377,7 @@ def test_every_figure_on_a_slide_has_its_cell_s_alt_text(chapter):
     assert {unescape(alt) for alt in alts} == expected
 
 
+@pytest.mark.book
 def test_every_local_link_of_the_pages_and_decks_leads_to_a_file():
     """A link inside the book (a page, a deck, a notebook to download) opens something."""
     needs_build()

@@ -97,6 +97,17 @@ def test_one_training_loop():
     assert [s.split(":")[0] for s in scaled] == [plain[0].split(":")[0]], scaled
 
 
+def test_the_training_loop_stays_short_with_its_extras_as_callbacks():
+    """At most 8 arguments and 60 lines of body: a new need is a training.Callback, not an argument."""
+    tree = ast.parse(MODULES["training"].read_text())
+    train = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train")
+    arguments = train.args
+    assert len(arguments.args) + len(arguments.kwonlyargs) <= 8
+    assert not arguments.vararg and not arguments.kwarg
+    body = train.body[1:]  # without the docstring
+    assert body[-1].end_lineno - body[0].lineno + 1 <= 60
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_a_long_module_says_why_at_its_top(name):
     path = MODULES[name]

@@ -134,6 +134,7 @@ def test_speaker_notes_are_notes_cells_removed_from_the_page(chapter):
             )
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_built_page_has_no_speaker_notes_and_the_deck_keeps_them(chapter):
     assert "Speaker notes" not in _built_page(chapter)
@@ -172,6 +173,7 @@ def test_every_figure_has_a_name_a_caption_and_an_alt_text_and_is_referred_to(ch
         )
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_built_figures_are_numbered_with_their_captions_and_alt_texts(chapter):
     html = _built_page(chapter)
