@@ -3,7 +3,7 @@
 #   make book     set up, build the HTML book (any warning fails) and its slide decks
 #   make pdf      the whole book as one PDF, _build/pdf/transformers-i.pdf (headless Chromium)
 #   make handouts print every deck to PDF with headless Chromium (_build/handouts/)
-#   make check    the quick gate after every edit (about a minute): ruff, the unit, parity and
+#   make check    the quick gate after every edit (under a minute): ruff, the unit, parity and
 #                 property tests and the docstring examples; no browser, notebook, PDF or book build
 #   make test     the full gate: set up, Chromium if missing, ruff, the PDF, the book (once), then
 #                 the tests and nbval on every chapter in one run on two workers, and the
@@ -168,12 +168,13 @@ pdf-print: setup browser
 
 # ---------------------------------------------------------------- tests
 
-# The quick gate after every edit, about a minute on 2 cores: ruff, then the unit, parity and
-# property tests and the docstring examples on two workers. No test marked slow (processes, a
+# The quick gate after every edit, under a minute on 2 cores: ruff, then the unit, parity and
+# property tests and the docstring examples, in one process (two workers took 70 s, one 40 s:
+# these tests are short and each worker pays the imports). No test marked slow (processes, a
 # browser, a notebook, the PDF) or book (it reads _build/html, which may be stale).
 check: venv
 	ruff check code tests benchmarks
-	pytest -n 2 -m "not slow and not book"
+	pytest -m "not slow and not book"
 
 # The full gate, each expensive thing once: the PDF (its own single-page build), then the HTML
 # book, built once after it so that the introduction links to it; then one pytest run on two
