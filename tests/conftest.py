@@ -1,6 +1,6 @@
 """Shared pytest set-up: the ``gpu``, ``slow`` and ``book`` markers, hypothesis settings, global torch state
-restored after every test, the accessibility summary at the end of a run, and small helpers
-(import them with ``from conftest import ...``)."""
+restored after every test, the browser tests' Chromium and local server, the accessibility summary at
+the end of a run, and small helpers (import them with ``from conftest import ...``)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-# What axe-core found that does not fail a test ("moderate" and "minor" impact), collected by
-# tests/test_browser.py through record_accessibility_findings and listed once at the end of the
-# run, so that it is seen without -s and without failing the build.
+# What axe-core found that does not fail a test ("moderate" and "minor" impact), collected by the
+# browser tests through record_accessibility_findings (tests/browser_support.py's
+# check_accessibility) and listed once at the end of the run, so that it is seen without -s and
+# without failing the build.
 ACCESSIBILITY_FINDINGS = pytest.StashKey[list]()
 ACCESSIBILITY_CHECKED = pytest.StashKey[set]()  # every page and deck view axe-core looked at
 
@@ -69,6 +70,34 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     width = max((len(page) for page, *_ in rows), default=0)
     for page, rule, impact, count in sorted(rows):
         terminalreporter.write_line(f"{page:<{width}}  {rule} ({impact}): {count} node{'s' * (count > 1)}")
+
+
+# For the browser tests (tests/test_browser*.py): one local server and one Chromium per test module.
+@pytest.fixture(scope="module")
+def base_url():
+    """The built book (_build/html) served on 127.0.0.1; yields its address."""
+    from browser_support import HTML
+
+    from book_tools import chromium
+
+    with chromium.serve(HTML) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium that can reach only 127.0.0.1, its console and network logs kept."""
+    from book_tools import chromium
+
+    if not chromium.available():
+        pytest.skip(f"needs {chromium.CHROMIUM} and {chromium.CHROMEDRIVER}"
+                    " (apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium.webdriver")
+    # The console and network logs are kept: the tests look there for errors and for requests to
+    # another host (which fail to resolve, but are logged).
+    with chromium.browser(timeout=60, logs=True) as driver:
+        driver.get("about:blank")  # the browser's own start-up requests land before the first page
+        yield driver
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

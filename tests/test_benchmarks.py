@@ -1,4 +1,5 @@
-"""benchmarks/bench_encoder.py: its analytic FLOP count, its memory probe and a --quick run.
+"""benchmarks/bench_encoder.py and its modules in benchmarks/encoder/: the analytic FLOP count,
+the memory probe and a --quick run.
 
 Nothing here asserts a timing: the machine running the tests may be loaded.
 """
@@ -23,43 +24,69 @@ from transformer_course.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_encoder.py"
+PACKAGE = ROOT / "benchmarks" / "encoder"  # the script's modules, imported by it as encoder.<module>
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_encoder", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def bench_modules():
+    """Imports one module of benchmarks/encoder by name (``bench_modules("measure")``), as the
+    script does: the package is registered as ``encoder`` (dataclasses look their module up in
+    sys.modules), and removed again after this file's tests."""
+    spec = importlib.util.spec_from_file_location("encoder", PACKAGE / "__init__.py",
+                                                  submodule_search_locations=[str(PACKAGE)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = package
+    spec.loader.exec_module(package)
+    yield lambda name: importlib.import_module(f"encoder.{name}")
+    for name in [name for name in sys.modules if name == "encoder" or name.startswith("encoder.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def measure(bench_modules):
+    return bench_modules("measure")
+
+
+@pytest.fixture(scope="module")
+def models(bench_modules):
+    return bench_modules("models")
+
+
+@pytest.fixture(scope="module")
+def report(bench_modules):
+    return bench_modules("report")
+
+
+@pytest.fixture(scope="module")
+def sentences(bench_modules):
+    return bench_modules("sentences")
 
 
 @pytest.mark.parametrize(
     ("B", "T", "D", "H", "d_ff", "L", "norm_first"),
     [(8, 128, 384, 12, 1536, 6, False), (3, 17, 32, 4, 48, 2, True), (1, 5, 8, 1, 8, 1, False)],
 )
-def test_analytic_flops_match_flop_counter_mode(bench, B, T, D, H, d_ff, L, norm_first):
+def test_analytic_flops_match_flop_counter_mode(measure, B, T, D, H, d_ff, L, norm_first):
     encoder = Encoder(L, D, H, d_ff, dropout=0.0, activation="gelu", norm_first=norm_first).eval()
     x = torch.randn(B, T, D, generator=torch.Generator().manual_seed(0))
     mask = torch.ones(B, T, dtype=torch.bool)
     mask[:, T - T // 4:] = False  # padded positions are computed all the same
     with torch.no_grad():
-        counted = bench.counted_flops(lambda: encoder(x, mask, return_attention=True))
-    expected = bench.forward_flops(B, T, D, d_ff, L)
+        counted = measure.counted_flops(lambda: encoder(x, mask, return_attention=True))
+    expected = measure.forward_flops(B, T, D, d_ff, L)
     assert counted > 0
     assert abs(counted - expected) <= 0.02 * expected, (counted, expected)
 
 
-def test_analytic_flops_of_the_minilm_size(bench):
+def test_analytic_flops_of_the_minilm_size(measure):
     # 6 layers x (8·N·D² + 4·N·T·D + 4·N·D·d_ff) with N = 1024 tokens
-    assert bench.forward_flops(8, 128, 384, 1536, 6) == 6 * (8 * 1024 * 384**2 + 4 * 1024 * 128 * 384
-                                                             + 4 * 1024 * 384 * 1536)
+    assert measure.forward_flops(8, 128, 384, 1536, 6) == 6 * (8 * 1024 * 384**2 + 4 * 1024 * 128 * 384
+                                                               + 4 * 1024 * 384 * 1536)
     # doubling T at fixed B doubles every term but attention's, which quadruples
-    assert bench.forward_flops(8, 256, 384, 1536, 6) > 2 * bench.forward_flops(8, 128, 384, 1536, 6)
+    assert measure.forward_flops(8, 256, 384, 1536, 6) > 2 * measure.forward_flops(8, 128, 384, 1536, 6)
 
 
-def test_cpu_peak_memory_sees_a_temporary_freed_inside_the_call(bench):
+def test_cpu_peak_memory_sees_a_temporary_freed_inside_the_call(measure):
     device = torch.device("cpu")
     n = 1 << 20  # 4 MiB of float32
 
@@ -67,14 +94,14 @@ def test_cpu_peak_memory_sees_a_temporary_freed_inside_the_call(bench):
         big = torch.ones(4 * n)  # 16 MiB, freed before returning
         return big[:n].clone()  # 4 MiB, still alive after the call
 
-    peak = bench.peak_bytes(make_and_drop, device)
+    peak = measure.peak_bytes(make_and_drop, device)
     assert 20 * 2**20 <= peak < 21 * 2**20, peak
-    assert bench.peak_bytes(lambda: None, device) == 0
+    assert measure.peak_bytes(lambda: None, device) == 0
 
 
-def test_torch_encoder_like_holds_our_weights(bench):
+def test_torch_encoder_like_holds_our_weights(models):
     ours = Encoder(2, 32, 4, 64, dropout=0.0, activation="gelu").eval()
-    theirs = bench.torch_encoder_like(ours)
+    theirs = models.torch_encoder_like(ours)
     assert isinstance(theirs, nn.TransformerEncoder) and not theirs.training
     x = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(1))
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
@@ -83,27 +110,27 @@ def test_torch_encoder_like_holds_our_weights(bench):
         torch.testing.assert_close(theirs_out[mask], ours(x, mask)[mask])
 
 
-def test_generated_sentences_are_deterministic_and_varied(bench):
-    texts = bench.generated_sentences(1000)
-    assert texts == bench.generated_sentences(1000)  # the same every run: a fixed seed
+def test_generated_sentences_are_deterministic_and_varied(sentences):
+    texts = sentences.generated_sentences(1000)
+    assert texts == sentences.generated_sentences(1000)  # the same every run: a fixed seed
     assert len(set(texts)) == 1000
     lengths = [len(text.split()) for text in texts]
     assert min(lengths) == 4 and max(lengths) == 40
     assert all(text[0].isupper() and text.endswith(".") for text in texts)
 
 
-def test_compare_returns_a_median_per_function(bench):
-    times = bench.compare({"short": lambda: sum(range(10)), "long": lambda: sum(range(100_000))},
-                          warmup=1, rounds=3, min_run_time=0.005)
+def test_compare_returns_a_median_per_function(measure):
+    times = measure.compare({"short": lambda: sum(range(10)), "long": lambda: sum(range(100_000))},
+                            warmup=1, rounds=3, min_run_time=0.005)
     assert set(times) == {"short", "long"}
     assert 0 < times["short"] < times["long"]
 
 
-def test_parse_number_keeps_labels(bench):
-    assert bench.parse_number("12.5 GFLOP/s (3.0 ms)") == 12.5
-    assert bench.parse_number("1,024") == 1024.0
-    assert bench.parse_number("41 %") == 41.0
-    assert bench.parse_number("ours, fused attention") == "ours, fused attention"
+def test_parse_number_keeps_labels(report):
+    assert report.parse_number("12.5 GFLOP/s (3.0 ms)") == 12.5
+    assert report.parse_number("1,024") == 1024.0
+    assert report.parse_number("41 %") == 41.0
+    assert report.parse_number("ours, fused attention") == "ours, fused attention"
 
 
 @pytest.mark.slow  # runs the whole benchmark script once, quickly

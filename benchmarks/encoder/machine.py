@@ -1,0 +1,106 @@
+"""The machine the benchmark runs on: its CPU's name and flags, whether bfloat16 runs natively,
+and how much of the CPUs other processes took while each section ran."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from .measure import compare, square_matmul
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bfloat16_support(device: torch.device) -> tuple[bool, str]:
+    """Whether bfloat16 runs natively here, and how (AMX named when /proc/cpuinfo has amx_bf16)."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, "CUDA bfloat16" if ok else "this GPU has no bfloat16 support"
+    if not torch.backends.mkldnn.is_available():
+        return False, "this PyTorch has no oneDNN (mkldnn), which runs bfloat16 matmuls on the CPU"
+    # Without native instructions bfloat16 is emulated, far slower than float32: a tiny matmul tells.
+    times = compare({dtype: square_matmul(256, device, dtype) for dtype in (torch.float32, torch.bfloat16)},
+                    1, 1, 0.02)
+    slowdown = times[torch.bfloat16] / times[torch.float32]
+    if slowdown > 4:
+        return False, (f"a 256 x 256 bfloat16 matmul takes {slowdown:.0f} x float32's time here: "
+                       f"bfloat16 is emulated on this CPU")
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return True, "AMX (amx_bf16): oneDNN runs bfloat16 matmuls on the CPU's AMX tile units"
+    if "avx512_bf16" in flags:
+        return True, "AVX512-BF16 (avx512_bf16): bfloat16 dot products in the vector units"
+    return True, "no native bfloat16 instructions named in /proc/cpuinfo: oneDNN converts to float32"
+
+
+class Interference:
+    """How much CPU other processes took while each section ran (Linux), to judge the numbers.
+
+    The machine's busy time comes from /proc/stat, this process's own (all its threads) from
+    ``time.process_time()``; the difference is everyone else's, as a share of all CPUs over the
+    section's wall time.
+    """
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float, float | None, float]] = []
+
+    @staticmethod
+    def _machine_busy_seconds() -> float | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]  # user ... steal
+        except (OSError, ValueError):
+            return None
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+    def mark(self, section: str) -> None:
+        """Start ``section`` (or end the last one with ``"end"``), and say so on stderr."""
+        now = time.perf_counter()
+        self.marks.append((section, now, self._machine_busy_seconds(), time.process_time()))
+        if section != "end":
+            print(f"[{now - self.marks[0][1]:5.0f} s] {section}", file=sys.stderr, flush=True)
+
+    def shares(self) -> dict[str, float] | None:
+        """Section -> the share of all CPUs that other processes used during it; None without /proc/stat."""
+        shares = {}
+        spans = zip(self.marks[:-1], self.marks[1:], strict=True)
+        for (name, t0, busy0, own0), (_, t1, busy1, own1) in spans:
+            if busy0 is None or busy1 is None or t1 <= t0:
+                return None
+            shares[name] = max(0.0, (busy1 - busy0) - (own1 - own0)) / ((t1 - t0) * (os.cpu_count() or 1))
+        return shares
+
+    def summary(self) -> str:
+        """One line: the share of the CPUs that other processes used, per section."""
+        shares = self.shares()
+        if shares is None:
+            return "CPU taken by other processes: unknown (no /proc/stat)"
+        parts = [f"{name.split('.')[0]}: {100 * share:.0f} %" for name, share in shares.items()]
+        return ("Share of the CPUs taken by other processes, per section (above a few % the times "
+                "above are slowed and scattered by load): " + ", ".join(parts))

@@ -1,0 +1,164 @@
+"""The slide decks in a real browser: one reveal.js deck per chapter of _toc.yml, in headless Chromium.
+
+Each deck must have at least 8 slides, reach its last slide, carry speaker notes and fit its
+figures in a 1280 x 720 slide; its print layout (?print-pdf, every slide at once) must pass
+axe-core; and real key presses step through it and open its folded code. What every page checks
+(decks included: console, requests, images, math, axe-core as presented) is in
+tests/test_browser.py; the shared helpers are in tests/browser_support.py and tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from browser_support import (
+    DECKS,
+    HTML,
+    REVEAL_READY,
+    accessibility_violations,
+    check_accessibility,
+    press,
+    screenshot,
+    tab_until,
+)
+
+from book_tools import chromium
+
+pytestmark = pytest.mark.slow  # starts headless Chromium
+
+MIN_SLIDES = 8
+
+
+@pytest.fixture(params=DECKS or ["<no chapter>"])
+def deck(request, browser, base_url):
+    """Loads one chapter's deck in a 1280 x 720 window, reveal.js ready."""
+    if not DECKS:
+        pytest.skip("_toc.yml lists no chapter")
+    if not (HTML / request.param).is_file():
+        pytest.fail(f"{request.param} was not built (make book builds the decks)")
+    browser.set_window_size(1280, 720)
+    try:
+        browser.get(base_url + request.param)
+        chromium.settle(browser)
+        assert browser.execute_async_script(REVEAL_READY), f"{request.param}: reveal.js not ready"
+        yield {"name": request.param, "driver": browser}
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+def test_deck_has_slides_reaches_its_last_and_has_speaker_notes(deck):
+    driver, name = deck["driver"], deck["name"]
+    total = driver.execute_script("return Reveal.getTotalSlides();")
+    assert total >= MIN_SLIDES, f"{name}: {total} slides, expected at least {MIN_SLIDES}"
+    assert driver.execute_script("return Reveal.isFirstSlide();")
+    # The first slide worth a look: the first one with a figure (else the second slide).
+    indices = driver.execute_script(
+        "const s = Array.from(document.querySelectorAll('.reveal .slides section'))"
+        "  .find(el => !el.querySelector('section') && el.querySelector('img'));"
+        "return s ? Reveal.getIndices(s) : {h: 1, v: 0};"
+    )
+    driver.execute_script("Reveal.slide(arguments[0].h, arguments[0].v);", indices)
+    screenshot(driver, name.replace("/", "_").replace(".html", ".png"))
+    # Step through every slide and fragment with Reveal.next(), as a presenter would.
+    steps = driver.execute_script(
+        "Reveal.slide(0, 0); let n = 0;"
+        "while (!(Reveal.isLastSlide() && !Reveal.availableFragments().next) && n < 2000)"
+        "  { Reveal.next(); n++; }"
+        "return n;"
+    )
+    assert driver.execute_script("return Reveal.isLastSlide();"), f"{name}: never reached the end"
+    assert steps >= total - 1, f"{name}: reached the end in {steps} steps, has {total} slides"
+    notes = driver.execute_script(
+        "return Array.from(document.querySelectorAll('aside.notes'))"
+        ".filter(el => el.textContent.trim()).length;"
+    )
+    assert notes >= 1, f"{name}: no speaker notes (aside.notes)"
+    # Nothing on a slide is cut off sideways at 1280 x 720 (tall slides scroll).
+    wide = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.reveal .slides section img'))"
+        ".filter(img => img.naturalWidth > 0 && img.getBoundingClientRect().width > 1280 + 1)"
+        ".length;"
+    )
+    assert wide == 0, f"{name}: {wide} figures wider than the slide"
+
+
+# Resolves with the number of printed pages once reveal.js has laid the deck out for print
+# (?print-pdf: each slide in its own .pdf-page, all of them in the document at once).
+_PRINT_READY = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  const pages = document.querySelectorAll('.reveal .slides .pdf-page').length;
+  if (pages && window.Reveal && Reveal.isReady()) { done(pages); }
+  else if (Date.now() - start > 30000) { done(0); }
+  else { setTimeout(poll, 50); }
+})();
+"""
+
+
+@pytest.fixture(params=DECKS or ["<no chapter>"])
+def print_view(request, browser, base_url):
+    """One deck in reveal.js's print layout, every slide on the page, its math typeset."""
+    if not DECKS:
+        pytest.skip("_toc.yml lists no chapter")
+    if not (HTML / request.param).is_file():
+        pytest.fail(f"{request.param} was not built (make book builds the decks)")
+    browser.get(base_url + request.param + "?print-pdf")
+    pages = browser.execute_async_script(_PRINT_READY)
+    assert pages > 0, f"{request.param}?print-pdf: reveal.js laid out no page"
+    chromium.settle(browser)  # images decoded, MathJax's typesetting done
+    return {"name": request.param + "?print-pdf", "pages": pages, "driver": browser}
+
+
+def test_deck_print_view_has_no_serious_accessibility_violation(print_view, request):
+    # The presented deck shows axe one slide; the print layout shows it all of them.
+    violations = accessibility_violations(print_view["driver"])
+    check_accessibility(print_view["name"], violations, request.config)
+
+
+# ---------------------------------------------------------------- the keyboard alone
+
+
+_INDICES = "const i = Reveal.getIndices(); return [i.h, i.v, i.f === undefined ? -1 : i.f];"
+
+
+def test_deck_works_with_the_keyboard_alone(browser, base_url):
+    if not DECKS:
+        pytest.skip("_toc.yml lists no chapter")
+    from selenium.webdriver.common.keys import Keys
+
+    folded = [name for name in DECKS if (HTML / name).is_file() and 'class="course-code"' in
+              (HTML / name).read_text(encoding="utf-8")]
+    assert folded, "no deck has a folded code block (a code cell longer than MAX_CODE_LINES)"
+    name = folded[0]
+    browser.set_window_size(1280, 720)
+    try:
+        browser.get(base_url + name)
+        chromium.settle(browser)
+        assert browser.execute_async_script(REVEAL_READY), f"{name}: reveal.js not ready"
+        first = browser.execute_script(_INDICES)
+        press(browser, Keys.ARROW_RIGHT)
+        second = browser.execute_script(_INDICES)
+        assert second > first, f"{name}: ArrowRight went from {first} to {second}"
+        press(browser, Keys.ARROW_LEFT)
+        assert browser.execute_script(_INDICES) == first, f"{name}: ArrowLeft did not come back"
+        # The first slide with folded code, brought on screen with all its fragments, as the
+        # presenter's key presses would; Tab from the top of the page.
+        browser.execute_script(
+            "const slide = document.querySelector('details.course-code').closest('section');"
+            "const i = Reveal.getIndices(slide); Reveal.slide(i.h, i.v);"
+            "while (Reveal.availableFragments().next) { Reveal.nextFragment(); }"
+            "document.activeElement.blur();"
+        )
+        shown = browser.execute_script(_INDICES)
+        focused = tab_until(browser, lambda f: f["tag"] == "summary", "the folded code's summary")
+        assert focused["ring"] and focused["onScreen"], f"{name}: focused summary: {focused}"
+        # Space and Enter open and fold the code, and leave the slide where it is (reveal.js
+        # takes Space for "next slide" unless the focus is on a control).
+        is_open = "return document.activeElement.parentElement.open;"
+        press(browser, Keys.SPACE)
+        assert browser.execute_script(is_open), f"{name}: Space on {focused['text']!r} did not open it"
+        press(browser, Keys.ENTER)
+        assert not browser.execute_script(is_open), f"{name}: Enter on {focused['text']!r} did not fold it"
+        assert browser.execute_script(_INDICES) == shown, f"{name}: Space or Enter changed the slide"
+    finally:
+        browser.set_window_size(1280, 900)
