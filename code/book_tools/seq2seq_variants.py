@@ -6,6 +6,8 @@ longer to show (every variant, three seeds), so it is measured here once and rec
 ``code/transformer_course/data/seq2seq_variants.json`` (package data, so the chapter's notebook
 finds it from any folder), which the chapter renders and checks:
 
+- the copy task for the two GRUs, so that the chapter's main table, trained on one seed, has the
+  three seeds of every model beside it;
 - the reversal task (write the source backwards) for all three models, same recipe;
 - the copy task for the Transformer with its default shared position table (the reference), the
   package's usual 0.02 initial scale for that table, separate tables for source and target, and
@@ -13,7 +15,7 @@ finds it from any folder), which the chapter renders and checks:
 
 Every run uses chapter 6's recipe (``seq2seq.COPY_TRAINING``, 15 warm-up steps), one torch thread
 (``training.train``'s default), and its seed for the weights and the batches, so a rerun on the
-same torch build gives the same numbers. About 10 s per run on a free CPU core; 3 seeds x 7 runs.
+same torch build gives the same numbers. About 10 s per run on a free CPU core; 3 seeds x 9 runs.
 
 Usage: python -m book_tools.seq2seq_variants [--seeds 0 1 2] [--out FILE]  (default: the package's record)
 """
@@ -39,6 +41,8 @@ OUT = records.DATA / "seq2seq_variants.json"
 
 # (task, model, positions, position_init_std, builder) of every run, for one seed.
 VARIANTS: list[tuple[str, str, str | None, float | None, Callable[[], torch.nn.Module]]] = [
+    ("copy", "gru", None, None, lambda: seq2seq.GRUSeq2Seq(attention=False)),
+    ("copy", "gru+attention", None, None, lambda: seq2seq.GRUSeq2Seq(attention=True)),
     ("reverse", "gru", None, None, lambda: seq2seq.GRUSeq2Seq(attention=False)),
     ("reverse", "gru+attention", None, None, lambda: seq2seq.GRUSeq2Seq(attention=True)),
     ("reverse", "transformer", "shared", seq2seq.POSITION_INIT_STD, lambda: seq2seq.TransformerSeq2Seq()),

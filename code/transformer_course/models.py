@@ -107,6 +107,12 @@ class RecurrentClassifier(nn.Module):
         vocab_size: number of token ids. Default: ``tasks.VOCAB_SIZE`` (17).
         embed_dim: width of the token vectors. Default: 16.
         num_classes: C. Default: ``tasks.NUM_ANSWERS`` (8).
+        forget_bias: an LSTM only: start the forget gate's bias at this value (b_if = forget_bias,
+            b_hf = 0), so that f_t = sigmoid(... + forget_bias) keeps the cell state from the start
+            (Gers et al. 2000; 1 is the usual choice). None: PyTorch's default, both biases drawn
+            from U(-1/sqrt(N_h), 1/sqrt(N_h)), so f_t starts near sigmoid(0) = 0.5. Only biases are
+            set, no random number is drawn: the other weights are those of the default.
+            Default: None.
 
     Shape:
         input_ids (B, T) -> logits (B, C)
@@ -115,6 +121,9 @@ class RecurrentClassifier(nn.Module):
         >>> model = RecurrentClassifier("rnn", hidden_size=16)
         >>> tuple(model(torch.zeros(2, 7, dtype=torch.long)).shape)
         (2, 8)
+        >>> lstm = RecurrentClassifier("lstm", hidden_size=4, forget_bias=3.0).recurrent
+        >>> (lstm.bias_ih_l0 + lstm.bias_hh_l0)[4:8].tolist()  # PyTorch's gate order: i, f, g, o
+        [3.0, 3.0, 3.0, 3.0]
     """
 
     def __init__(
@@ -124,6 +133,7 @@ class RecurrentClassifier(nn.Module):
         vocab_size: int = VOCAB_SIZE,
         embed_dim: int = 16,
         num_classes: int = NUM_ANSWERS,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         cells = {"rnn": nn.RNN, "lstm": nn.LSTM}
@@ -131,10 +141,19 @@ class RecurrentClassifier(nn.Module):
         for value, name in ((hidden_size, "hidden_size"), (vocab_size, "vocab_size"),
                             (embed_dim, "embed_dim"), (num_classes, "num_classes")):
             _checks.positive_int(value, name)
-        self.cell = cell
+        if forget_bias is not None and (cell != "lstm" or isinstance(forget_bias, bool)
+                                        or not isinstance(forget_bias, (int, float))):
+            raise ValueError(f"forget_bias: expected None, or a number with cell='lstm', got {forget_bias!r} "
+                             f"with cell={cell!r}")
+        self.cell, self.forget_bias = cell, forget_bias
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.recurrent = cells[cell](embed_dim, hidden_size, batch_first=True)
         self.readout = nn.Linear(hidden_size, num_classes)
+        if forget_bias is not None:
+            forget = slice(hidden_size, 2 * hidden_size)  # PyTorch's gate order: input, forget, cell, output
+            with torch.no_grad():
+                self.recurrent.bias_ih_l0[forget] = float(forget_bias)
+                self.recurrent.bias_hh_l0[forget] = 0.0
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         states, _ = self.recurrent(self.embedding(input_ids))  # (B, T) -> (B, T, E) -> (B, T, N_h)
@@ -194,11 +213,12 @@ class EncoderClassifier(nn.Module):
 MODEL_KINDS = ("rnn", "lstm", "encoder")
 
 
-def make_recall_model(kind: str) -> nn.Module:
+def make_recall_model(kind: str, forget_bias: float | None = None) -> nn.Module:
     """One of the book's three models for the recall task, freshly initialised.
 
     ``"rnn"``: tanh RNN, N_h = 64; ``"lstm"``: LSTM, N_h = 32 (both with 16-dimensional token
-    vectors); ``"encoder"``: :class:`EncoderClassifier` at the sizes of
+    vectors), its forget gate's bias started at ``forget_bias`` if given (see
+    :class:`RecurrentClassifier`); ``"encoder"``: :class:`EncoderClassifier` at the sizes of
     :class:`RecallEncoderConfig`. The
     recurrent widths are kept small so that chapter 1's grid fits its time budget on two CPU
     cores (an RNN's cost there is mostly its T sequential steps, so wider states would add
@@ -212,8 +232,10 @@ def make_recall_model(kind: str) -> nn.Module:
     """
     if kind == "rnn":
         return RecurrentClassifier("rnn", hidden_size=64)
+    if forget_bias is not None and kind != "lstm":
+        raise ValueError(f"forget_bias: only for kind='lstm', got kind={kind!r}")
     if kind == "lstm":
-        return RecurrentClassifier("lstm", hidden_size=32)
+        return RecurrentClassifier("lstm", hidden_size=32, forget_bias=forget_bias)
     if kind == "encoder":
         return EncoderClassifier()
     raise ValueError(f"kind: expected one of {MODEL_KINDS}, got {kind!r}")
