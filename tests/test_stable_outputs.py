@@ -117,10 +117,10 @@ def shown_digits(spec: str) -> tuple[str, int] | None:
     """What a format spec shows of a number: ("decimals", n), ("significant", n), or None for
     one that shows integers only. ValueError for a spec this test does not know.
 
-    >>> shown_digits(".2f"), shown_digits(".0%"), shown_digits(".2g"), shown_digits(",d")
-    (('decimals', 2), ('decimals', 2), ('significant', 2), None)
+    >>> shown_digits(".2f"), shown_digits(".0%"), shown_digits(".2g"), shown_digits(",d"), shown_digits(".0e")
+    (('decimals', 2), ('decimals', 2), ('significant', 2), None, ('significant', 1))
     """
-    match = re.fullmatch(r"[<>=^]?[+\- ]?,?(?:\.(?P<precision>\d+))?(?P<type>[fF%gGd]?)", spec)
+    match = re.fullmatch(r"[<>=^]?[+\- ]?,?(?:\.(?P<precision>\d+))?(?P<type>[fF%gGde]?)", spec)
     if not match or (match["type"] == "d" and match["precision"]):
         raise ValueError(f"format spec {spec!r}: add its digits to shown_digits")
     kind, precision = match["type"], match["precision"]
@@ -128,6 +128,8 @@ def shown_digits(spec: str) -> tuple[str, int] | None:
         return None
     if kind and kind in "fF%":
         return "decimals", int(precision or 6) + (2 if kind == "%" else 0)
+    if kind == "e":  # one digit before the point, precision after it
+        return "significant", int(precision or 6) + 1
     return "significant", int(precision or 6)  # "g", or no type: at most that many significant digits
 
 
