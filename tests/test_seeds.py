@@ -35,9 +35,6 @@ ONE_SEED = {
                         "from the recorded sweep on three seeds", "01_rnn_limits:ch1-forget-2"),
     },
     "05_encoder": {
-        "ab190e81": ("three seeds would take the chapter past its two-minute budget; chapter 1's "
-                     "recorded sweep has the RNN, the LSTM and this encoder on three seeds (the small "
-                     "encoder has one)", "01_rnn_limits:ch1-forget-2"),
         "410a8085": ("variants of the task shown for what they change (positions, shared symbols); "
                      "one seed, within the chapter's budget", None),
     },
