@@ -22,10 +22,6 @@ Usage: python -m book_tools.recall_sweep [--seeds 0 1 2] [--distances 5 10 25 50
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from book_tools.seq2seq_variants import cpu_name
+from book_tools import recording
 from transformer_course import distance_grid, models, records, training
 
 OUT = records.DATA / "recall_sweep.json"
@@ -57,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = training.TrainConfig()
     record = {
-        "recorded": {
-            "machine": f"{cpu_name()}, {os.cpu_count()} cores, one torch thread",
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "date": datetime.date.today().isoformat(),
-        },
+        "recorded": recording.machine(),
         "recipe": {"steps": dict(distance_grid.STEPS), "batch_size": config.batch_size, "lr": config.lr,
                    "clip_norm": config.clip_norm, "optimizer": config.optimizer},
         "runs": [],
@@ -77,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 record["runs"].append({"model": kind, "forget_bias": bias, "distance": distance, "seed": seed,
                                        "accuracy": round(float(grid.accuracy[i, j]), 4)})
         print(f"{kind}, forget bias {bias}: {time.perf_counter() - start:.0f} s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {args.out} ({len(record['runs'])} runs)")
+    recording.write(record, args.out)
     return 0
 
 

@@ -23,11 +23,7 @@ Usage: python -m book_tools.seq2seq_variants [--seeds 0 1 2] [--out FILE]  (defa
 from __future__ import annotations
 
 import argparse
-import datetime
 import inspect
-import json
-import os
-import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from book_tools import recording
 from transformer_course import records, seq2seq, tasks
 
 OUT = records.DATA / "seq2seq_variants.json"
@@ -52,16 +49,6 @@ VARIANTS: list[tuple[str, str, str | None, float | None, Callable[[], torch.nn.M
      lambda: seq2seq.TransformerSeq2Seq(positions="separate")),
     ("copy", "transformer", "sinusoidal", None, lambda: seq2seq.TransformerSeq2Seq(positions="sinusoidal")),
 ]
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what the platform module knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def run(task_name: str, build: Callable[[], torch.nn.Module], seed: int) -> dict[str, dict[str, float]]:
@@ -83,13 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = seq2seq.COPY_TRAINING
     record = {
-        "recorded": {
-            "machine": f"{cpu_name()}, {os.cpu_count()} cores, one torch thread",
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # torch's kernels: AVX2, AVX512, ...
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "date": datetime.date.today().isoformat(),
-        },
+        "recorded": recording.machine(),
         "recipe": {
             "steps": config.steps, "batch_size": config.batch_size, "lr": config.lr,
             "warmup": inspect.signature(seq2seq.train_copy).parameters["warmup"].default,
@@ -103,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             "task": task_name, "model": model, "positions": positions, "position_init_std": init_std,
             "seed": seed, **run(task_name, build, seed),
         })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {args.out} ({len(record['runs'])} runs)")
+    recording.write(record, args.out)
     return 0
 
 
