@@ -60,7 +60,7 @@ import torch
 # benchmarks/encoder/, found because Python puts this script's folder on sys.path
 from encoder.comparisons import pretrained_section, random_weights_section
 from encoder.compiled import compile_section
-from encoder.machine import Interference, bfloat16_support, cpu_name
+from encoder.machine import Interference, bfloat16_support
 from encoder.measure import training_repeats
 from encoder.models import QUICK, Sizes
 from encoder.report import Report, finite
@@ -69,6 +69,7 @@ from encoder.sweep import sweep_section
 from encoder.targets import targets
 from encoder.throughput import bfloat16_section, cuda_section, throughput_section
 
+from book_tools.recording import cpu_name
 from transformer_course import runtime
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,28 +1,16 @@
-"""The machine the benchmark runs on: its CPU's name and flags, whether bfloat16 runs natively,
-and how much of the CPUs other processes took while each section ran."""
+"""The machine the benchmark runs on: its CPU's flags (its name comes from
+`book_tools.recording.cpu_name`), whether bfloat16 runs natively, and how much of the CPUs other
+processes took while each section ran."""
 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
 import torch
 
 from .measure import compare, square_matmul
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:

@@ -10,5 +10,7 @@ Makefile's targets do; code/book_tools/README.md says more):
 - `pdf`: the whole book as one PDF (`make pdf`), with `book_print.css`;
 - `gpu_check`: everything that needs CUDA, in one report (`make gpu-check`);
 - `seq2seq_variants`: the sequence-to-sequence runs chapter 6 reports from its record;
+- `recall_sweep`: the recall runs chapter 1 reports from its record;
+- `recording`: where a recorded run ran (`machine()`), and writing the record;
 - `sphinx`: the Sphinx extensions that _config.yml names.
 """
