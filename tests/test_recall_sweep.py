@@ -11,7 +11,7 @@ from book_tools import recall_sweep
 from transformer_course import distance_grid, models, records, tasks, training
 
 RECORD = records.read_packaged_record("recall_sweep.json", {"recorded.torch": str, "recipe.steps": dict,
-                                                            "runs": list})
+                                                            "runs": list, "task_variants": list})
 
 
 def _accuracy(model: str, bias: float | None, distance: int, seed: int) -> float:
@@ -26,6 +26,27 @@ def test_the_record_holds_every_model_distance_and_seed_once():
                 for distance in recall_sweep.DISTANCES for seed in (0, 1, 2)}
     assert len(keys) == len(set(keys)) and set(keys) == expected
     assert all(0.0 <= run["accuracy"] <= 1.0 for run in RECORD["runs"])
+
+
+def test_the_record_holds_every_task_variant_distance_and_seed_once():
+    keys = [(run["model"], run["forget_bias"], run["positions"], run["shared_symbols"], run["distance"], run["seed"])
+            for run in RECORD["task_variants"]]
+    expected = {(kind, bias, positions, shared, distance, seed)
+                for kind, bias, positions, shared, _ in recall_sweep.task_variants()
+                for distance in recall_sweep.VARIANT_DISTANCES for seed in (0, 1, 2)}
+    assert len(keys) == len(set(keys)) and set(keys) == expected
+    assert all(0.0 <= run["accuracy"] <= 1.0 for run in RECORD["task_variants"])
+
+
+def test_the_encoder_without_positions_has_no_positional_table():
+    torch.manual_seed(0)
+    bare, book = recall_sweep.encoder_without_positions(), models.make_recall_model("encoder")
+    assert sum(p.numel() for p in bare.parameters()) == sum(p.numel() for p in book.parameters())
+    ids = torch.randint(0, 10, (2, 7))
+    reversed_ids = ids.flip(1)
+    with torch.no_grad():  # no positions: the embedded sequence is a bag, reversal only reorders it
+        assert torch.allclose(bare.embedding(ids).flip(1), bare.embedding(reversed_ids))
+        assert not torch.allclose(book.embedding(ids).flip(1), book.embedding(reversed_ids))
 
 
 def test_the_record_was_made_with_todays_recipe():
@@ -68,3 +89,22 @@ def test_the_chapters_conclusion_at_d_50_is_reproduced():
             assert accuracy < tasks.CHANCE + 0.1 and _accuracy("lstm", None, 50, 0) < tasks.CHANCE + 0.1
         else:
             assert accuracy >= 0.95 and _accuracy("lstm", 3.0, 50, 0) >= 0.95
+
+
+def _variant_accuracy(model: str, positions: str | None, distance: int, seed: int) -> float:
+    (run,) = [run for run in RECORD["task_variants"] if (run["model"], run["positions"], run["shared_symbols"],
+                                                         run["distance"], run["seed"]) == (model, positions, True,
+                                                                                            distance, seed)]
+    return run["accuracy"]
+
+
+@pytest.mark.slow  # two encoder trainings at d = 50 (100 steps each), about 5 s
+def test_chapter_5s_shared_symbols_conclusion_is_reproduced():
+    # Seed 1: with positions the encoder recalls every answer, without them it stays below 50 %.
+    for positions, build in (("sinusoidal", lambda: models.make_recall_model("encoder")),
+                             ("none", recall_sweep.encoder_without_positions)):
+        grid = distance_grid.run_distance_grid(build, steps=distance_grid.STEPS["encoder"], distances=(50,),
+                                               seeds=(1,), shared_symbols=True, progress=False)
+        accuracy, recorded = float(grid.accuracy[0, 0]), _variant_accuracy("encoder", positions, 50, 1)
+        assert abs(accuracy - recorded) <= 0.05
+        assert (accuracy >= 0.95) if positions == "sinusoidal" else (accuracy < 0.5)

@@ -35,8 +35,9 @@ ONE_SEED = {
                         "from the recorded sweep on three seeds", "01_rnn_limits:ch1-forget-2"),
     },
     "05_encoder": {
-        "410a8085": ("variants of the task shown for what they change (positions, shared symbols); "
-                     "one seed, within the chapter's budget", None),
+        "74f2adc5": ("the encoder on shared symbols retrained on the record's seed 0 to look at its "
+                     "attention; the comparison of the variants is the recorded three seeds",
+                     "05_encoder:410a8085"),
     },
     "06_encoder_at_work": {
         "c0ff38f7": ("the main table; the same recipe on three seeds is recorded and shown beside it",

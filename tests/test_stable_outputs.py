@@ -75,7 +75,6 @@ IGNORED = {
         "ch5-noln-seeds-2": "trained: the stack without layer norm on three seeds",
         "ab190e81": "trained: the distance grids of every model",
         "b9a8e8e7": "trained: attention weight on the answer after training",
-        "410a8085": "trained: encoders without positions",
     },
     "06_encoder_at_work": {
         "5bd90659": "environment: torch and numpy versions, the device, the threads",
