@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import exercise_stub, solution_namespace
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from transformer_course import attention, encoder
 from transformer_course.exercises import evaluate
-from transformer_course.exercises.ch5 import FORWARD_CASES, LENGTHS, SIZES, layer_flops
+from transformer_course.exercises.ch5 import (
+    FEED_FORWARD_CASES,
+    FORWARD_CASES,
+    LAYER_NORM_CASES,
+    LENGTHS,
+    SIZES,
+    feed_forward_variant,
+    layer_flops,
+    layer_norm_variant,
+)
 
 CHAPTER = "05_encoder"
 
@@ -23,8 +33,13 @@ def count_solution():
 
 
 @pytest.fixture(scope="module")
-def pre_ln_solution():
-    return solution_namespace(CHAPTER, "ch5-pre-ln")["pre_ln_forward"]
+def layer_norm_solution():
+    return solution_namespace(CHAPTER, "ch5-layer-norm")["layer_norm_by_hand"]
+
+
+@pytest.fixture(scope="module")
+def feed_forward_solution():
+    return solution_namespace(CHAPTER, "ch5-feed-forward")["feed_forward_by_hand"]
 
 
 @pytest.fixture(scope="module")
@@ -120,57 +135,175 @@ def test_count_stub_is_not_attempted(count_solution):
     assert evaluate("ch5-count", parameters, exercise_stub).status == "not attempted yet"
 
 
-# ---------------------------------------------------------------- ch5-pre-ln
+# ---------------------------------------------------------------- ch5-layer-norm
 
 
-def test_pre_ln_solution_is_correct(pre_ln_solution):
-    assert evaluate("ch5-pre-ln", pre_ln_solution).correct
+def test_layer_norm_solution_is_correct(layer_norm_solution):
+    assert evaluate("ch5-layer-norm", layer_norm_solution).correct
 
 
-def post_ln_answer(layer, x):
-    return layer(x)  # the layer as it is: post-LN
+def test_layer_norm_solution_equals_nn_layer_norm_in_float32_too(layer_norm_solution):
+    # The check runs in float64; the student's function is the same formula in float32.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, generator=generator)
+    norm = nn.LayerNorm((4, 5))
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(4, 5, generator=generator))
+        norm.bias.copy_(torch.randn(4, 5, generator=generator))
+        assert torch.allclose(layer_norm_solution(x, norm.weight, norm.bias, norm.eps), norm(x), atol=1e-5)
 
 
-def norm_after_sublayer(layer, x):
-    h = layer.norm1(x + layer.self_attn(x)[0])
-    return layer.norm2(h + layer.feed_forward(h))
+def test_layer_norm_checker_covers_several_normalized_dimensions_and_epsilons():
+    assert {len(normalized) for _, normalized, _, _ in LAYER_NORM_CASES} == {1, 2}
+    assert len({eps for _, _, eps, _ in LAYER_NORM_CASES}) >= 2
+    assert all(shape[-1] != 32 for shape, *_ in LAYER_NORM_CASES)  # the chapter's D
 
 
-def no_residual(layer, x):
-    h = layer.self_attn(layer.norm1(x))[0]
-    return layer.feed_forward(layer.norm2(h))
+def _torch_var_default(x, gamma, beta, eps):  # x.var() divides by n - 1 unless told otherwise
+    dims = tuple(range(-gamma.dim(), 0))
+    normalized = (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, keepdim=True) + eps)
+    return gamma * normalized + beta
 
 
-def attention_residual_only(layer, x):
-    h = x + layer.self_attn(layer.norm1(x))[0]
-    return layer.feed_forward(layer.norm2(h))
-
-
-def norms_swapped(layer, x):
-    h = x + layer.self_attn(layer.norm2(x))[0]
-    return h + layer.feed_forward(layer.norm1(h))
-
-
-def second_norm_on_input(layer, x):
-    h = x + layer.self_attn(layer.norm1(x))[0]
-    return h + layer.feed_forward(layer.norm2(x))
+def _layer_norm_over(dims):
+    return lambda x, gamma, beta, eps: layer_norm_variant(x, gamma, beta, eps, dims=dims)
 
 
 @pytest.mark.parametrize(
-    "wrong", [post_ln_answer, norm_after_sublayer, no_residual, attention_residual_only, norms_swapped,
-              second_norm_on_input],
+    ("wrong", "words_in_hint"),
+    [
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, unbiased=True), "n - 1"),
+        (_torch_var_default, "n - 1"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, eps_at="outside"), "outside the square root"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, eps_at="none"), "leaves out epsilon"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, affine="none"), "never scaled by gamma"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, affine="gamma"), "not shifted by beta"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, affine="beta"), "not scaled by gamma"),
+        (_layer_norm_over((-1,)), "last dimension only"),
+        (_layer_norm_over((0,)), "wrong dimensions"),
+        (_layer_norm_over((1,)), "wrong dimensions"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, dims=tuple(range(x.dim()))),
+         "wrong dimensions"),  # every dimension at once
+        (lambda x, g, b, eps: torch.nn.functional.layer_norm(x, g.shape, g, b, eps), "library's layer norm"),
+        (lambda x, g, b, eps: (x - x.mean()) / x.std() * g + b, "differs from nn.LayerNorm"),
+        (lambda x, g, b, eps: layer_norm_variant(x, g, b, eps)[..., :1], "x's shape"),
+    ],
+    ids=["unbiased", "torch-var-default", "eps-outside", "no-eps", "no-affine", "no-beta", "no-gamma",
+         "last-dim-only", "over-batch", "over-positions", "over-all", "library", "other", "shape"],
 )
-def test_pre_ln_rejects_wrong_passes(wrong):
-    assert_not_yet(evaluate("ch5-pre-ln", wrong))
+def test_layer_norm_mistakes_get_their_hint(wrong, words_in_hint):
+    verdict = evaluate("ch5-layer-norm", wrong)
+    assert_not_yet(verdict)
+    assert words_in_hint in verdict.hint, verdict.hint
 
 
-def test_pre_ln_hints_name_the_mistake():
-    assert "post-LN" in evaluate("ch5-pre-ln", norm_after_sublayer).hint
-    assert "residual" in evaluate("ch5-pre-ln", no_residual).hint
+def test_layer_norm_check_puts_the_library_back(layer_norm_solution):
+    evaluate("ch5-layer-norm", lambda x, g, b, eps: torch.nn.functional.layer_norm(x, g.shape, g, b, eps))
+    x = torch.randn(2, 4)
+    assert torch.allclose(torch.nn.functional.layer_norm(x, (4,)), nn.LayerNorm(4)(x))
+    assert evaluate("ch5-layer-norm", layer_norm_solution).correct
 
 
-def test_pre_ln_stub_is_not_attempted():
-    assert evaluate("ch5-pre-ln", exercise_stub).status == "not attempted yet"
+def test_layer_norm_stub_is_not_attempted():
+    assert evaluate("ch5-layer-norm", exercise_stub).status == "not attempted yet"
+
+
+# ---------------------------------------------------------------- ch5-feed-forward
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _transposed_weights(x, w1, b1, w2, b2, activation):
+    return ACTIVATIONS[activation](x @ w1 + b1) @ w2 + b2
+
+
+def _always_relu(x, w1, b1, w2, b2, activation):
+    return torch.relu(x @ w1.T + b1) @ w2.T + b2
+
+
+def _always_gelu(x, w1, b1, w2, b2, activation):
+    return F.gelu(x @ w1.T + b1) @ w2.T + b2
+
+
+def _gelu_by_tanh(x, w1, b1, w2, b2, activation):
+    act = ACTIVATIONS["relu"] if activation == "relu" else lambda z: F.gelu(z, approximate="tanh")
+    return act(x @ w1.T + b1) @ w2.T + b2
+
+
+def _no_activation(x, w1, b1, w2, b2, activation):
+    return (x @ w1.T + b1) @ w2.T + b2
+
+
+def _across_positions(x, w1, b1, w2, b2, activation):  # the hidden vectors averaged over positions
+    hidden = ACTIVATIONS[activation](x @ w1.T + b1)
+    return hidden.mean(dim=-2, keepdim=True) @ w2.T + b2 + 0 * x
+
+
+def _flattened_positions(x, w1, b1, w2, b2, activation):  # positions and features mixed by a reshape
+    flat = x.transpose(-1, -2).reshape(x.shape)
+    return ACTIVATIONS[activation](flat @ w1.T + b1) @ w2.T + b2
+
+
+def _transposed_square_only(x, w1, b1, w2, b2, activation):  # right unless the block is square
+    if w1.shape[0] == w1.shape[1]:
+        return _transposed_weights(x, w1, b1, w2, b2, activation)
+    return ACTIVATIONS[activation](x @ w1.T + b1) @ w2.T + b2
+
+
+@pytest.mark.parametrize(
+    ("wrong", "words_in_hint"),
+    [
+        (_no_activation, "no activation"),
+        (_always_relu, "activation is not gelu"),
+        (_always_gelu, "activation is not relu"),
+        (_gelu_by_tanh, "tanh approximation"),
+        (lambda x, w1, b1, w2, b2, a: feed_forward_variant(x, w1, b1, w2, b2, ACTIVATIONS[a], after=True),
+         "output too"),
+        (_transposed_weights, "(out_features, in_features)"),
+        (_transposed_square_only, "used transposed"),
+        (lambda x, w1, b1, w2, b2, a: feed_forward_variant(x, w1, b1, w2, b2, ACTIVATIONS[a], biases="none"),
+         "neither bias"),
+        (lambda x, w1, b1, w2, b2, a: feed_forward_variant(x, w1, b1, w2, b2, ACTIVATIONS[a], biases="b2"),
+         "leaves out b1"),
+        (lambda x, w1, b1, w2, b2, a: feed_forward_variant(x, w1, b1, w2, b2, ACTIVATIONS[a], biases="b1"),
+         "leaves out b2"),
+        (_across_positions, "other positions change"),
+        (_flattened_positions, "other positions change"),
+        (lambda x, w1, b1, w2, b2, a: 2 * _no_activation(x, w1, b1, w2, b2, a), "differs from"),
+        (lambda x, w1, b1, w2, b2, a: _no_activation(x, w1, b1, w2, b2, a)[..., :1], "x's shape"),
+    ],
+    ids=["no-activation", "relu-for-gelu", "gelu-for-relu", "gelu-tanh", "activation-on-output", "transposed",
+         "transposed-square", "no-biases", "no-b1", "no-b2", "mean-over-positions", "reshape-mixes-positions",
+         "other", "shape"],
+)
+def test_feed_forward_mistakes_get_their_hint(wrong, words_in_hint):
+    verdict = evaluate("ch5-feed-forward", wrong)
+    assert_not_yet(verdict)
+    assert words_in_hint in verdict.hint, verdict.hint
+
+
+def test_feed_forward_solution_is_correct(feed_forward_solution):
+    assert evaluate("ch5-feed-forward", feed_forward_solution).correct
+
+
+def test_feed_forward_checker_covers_both_activations_a_square_block_and_several_shapes():
+    assert {activation for _, _, activation, _, _ in FEED_FORWARD_CASES} == {"relu", "gelu"}
+    assert any(d == f for d, f, *_ in FEED_FORWARD_CASES)  # where transposed weights still multiply
+    assert {len(lead) for _, _, _, lead, _ in FEED_FORWARD_CASES} == {1, 2, 3}
+
+
+def test_feed_forward_solution_matches_the_package_s_gelu_layer(feed_forward_solution):
+    # The same weights in encoder.FeedForward(..., activation="gelu") give the same output.
+    torch.manual_seed(0)
+    ff = encoder.FeedForward(16, 48, activation="gelu")
+    x = torch.randn(2, 5, 16)
+    weights = (ff.linear1.weight, ff.linear1.bias, ff.linear2.weight, ff.linear2.bias)
+    with torch.no_grad():
+        assert torch.allclose(feed_forward_solution(x, *weights, "gelu"), ff(x), atol=1e-6)
+
+
+def test_feed_forward_stub_is_not_attempted():
+    assert evaluate("ch5-feed-forward", exercise_stub).status == "not attempted yet"
 
 
 # ---------------------------------------------------------------- ch5-assemble-layer
@@ -276,10 +409,15 @@ def test_assemble_stub_is_not_attempted():
     assert evaluate("ch5-assemble-layer", Stub).status == "not attempted yet"
 
 
-def test_checks_leave_the_global_random_stream_alone(layer_solution, pre_ln_solution, count_solution):
+def test_checks_leave_the_global_random_stream_alone(
+    layer_solution, layer_norm_solution, feed_forward_solution, count_solution
+):
     torch.manual_seed(123)
     before = torch.get_rng_state()
     evaluate("ch5-assemble-layer", layer_solution)
-    evaluate("ch5-pre-ln", pre_ln_solution)
+    evaluate("ch5-layer-norm", layer_norm_solution)
+    evaluate("ch5-layer-norm", lambda x, g, b, eps: layer_norm_variant(x, g, b, eps, dims=(0,)))
+    evaluate("ch5-feed-forward", feed_forward_solution)
+    evaluate("ch5-feed-forward", _across_positions)  # the diagnosis draws new inputs
     evaluate("ch5-count", *count_solution)
     assert torch.equal(torch.get_rng_state(), before)

@@ -1,8 +1,10 @@
-"""Checkers of chapter 3's exercises: BPE merges learned by the student's own code, and the
-offset between two rows of the sinusoidal table recovered from the rows alone."""
+"""Checkers of chapter 3's exercises: BPE merges learned by the student's own code, the
+sinusoidal table written from its formula, and the offset between two rows of that table
+recovered from the rows alone."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 
@@ -125,6 +127,150 @@ def check_bpe_merges(bpe_merges: Callable[[str, int], list[tuple[str, str]]]) ->
             "weighted by the chunk's count, merge the most frequent pair everywhere (left to right), "
             "and break ties by sorting order"
         )
+
+
+# ---------------------------------------------------------------- ch3-sinusoidal
+
+# (T, D, dtype): sizes the chapter never builds. Even widths first (the layout and the
+# frequencies), then odd widths (the last column is a sine without its cosine), then long tables
+# (positions in the thousands, where angles rounded to float32 lose digits).
+SINUSOIDAL_CASES: list[tuple[int, int, torch.dtype]] = [
+    (9, 6, torch.float64), (50, 10, torch.float64), (4, 2, torch.float64), (33, 18, torch.float32),
+    (40, 7, torch.float64), (12, 1, torch.float64), (25, 13, torch.float32),
+    (3000, 16, torch.float64), (2500, 20, torch.float32),
+]
+# Largest difference from the package's table accepted for each dtype: rounding of the result only.
+_SINUSOIDAL_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-6}
+
+
+def _sinusoid(T: int, D: int, *, base: float = 10000.0, scale: float = 2.0, layout: str = "interleaved",
+              start: int = 0, exponent_width: int | None = None) -> torch.Tensor:
+    """A float64 (T, D) sinusoidal table with one rule changed, to recognise a common mistake.
+
+    Column pair i turns at base^(-scale i / width), width = ``exponent_width`` or D; ``layout``
+    is "interleaved" (sin on even columns, the package's), "swapped" (cos on even columns),
+    "halves" (all sines, then all cosines) or "column exponent" (each column's own index in the
+    exponent, so a cosine turns slower than its sine); rows start at position ``start``.
+    """
+    width = exponent_width or D
+    position = torch.arange(start, start + T, dtype=torch.float64)[:, None]  # (T, 1)
+    pairs = torch.arange((D + 1) // 2, dtype=torch.float64)  # (ceil(D/2),): i
+    angles = position * base ** (-scale * pairs / width)  # (T, ceil(D/2))
+    table = torch.zeros(T, D, dtype=torch.float64)
+    if layout == "halves":
+        return torch.cat([torch.sin(angles), torch.cos(angles[:, : D // 2])], dim=1)
+    if layout == "column exponent":
+        columns = torch.arange(D, dtype=torch.float64)
+        angles = position * base ** (-columns / width)  # (T, D): column j turns at base^(-j/D)
+        table[:, 0::2], table[:, 1::2] = torch.sin(angles[:, 0::2]), torch.cos(angles[:, 1::2])
+        return table
+    even, odd = (torch.sin, torch.cos) if layout == "interleaved" else (torch.cos, torch.sin)
+    table[:, 0::2] = even(angles)
+    table[:, 1::2] = odd(angles[:, : D // 2])
+    return table
+
+
+def _estimated_base(table: torch.Tensor, D: int) -> float | None:
+    """The base b that column 2 of a sin-first table implies, sin(b^(-2/D)) = PE[1, 2]; None if unreadable."""
+    if D < 3 or table.shape[0] < 2:
+        return None
+    value = float(table[1, 2])
+    if not 0 < value < 1:
+        return None
+    return math.asin(value) ** (-D / 2)
+
+
+_SINUSOIDAL_MISTAKES = [
+    (dict(layout="swapped"),
+     "sine and cosine are the other way round: the even columns 0, 2, 4, ... hold the sines, the "
+     "odd columns the cosines (row 0 starts 0, 1, 0, 1, ...)"),
+    (dict(layout="halves"),
+     "your table puts all the sines first and then all the cosines: interleave them, column 2i "
+     "the sine and column 2i+1 the cosine of the same frequency"),
+    (dict(layout="column exponent"),
+     "in your table a cosine column turns at another frequency than the sine before it: columns "
+     "2i and 2i+1 share one frequency, the one with 2i in the exponent"),
+    (dict(scale=1.0),
+     "your frequencies fall too slowly (as if the exponent were i/D, or the base 100): in "
+     "10000^(2i/D), 2i is the index of the pair's even column, twice the pair's number i"),
+    (dict(scale=4.0),
+     "your frequencies fall too fast: the exponent doubles 2i (2i is already the even column "
+     "index 0, 2, 4, ...; do not multiply it by 2 again)"),
+    (dict(start=1),
+     "your rows start at position 1: row 0 is position 0, where every sine is 0 and every cosine 1"),
+]
+
+
+def _sinusoidal_table_answer(sinusoidal_table: Callable[..., torch.Tensor], T: int, D: int,
+                             dtype: torch.dtype) -> object:
+    """Call the student's function; on an odd width, a failure gets the odd-width hint."""
+    if D % 2 == 0:
+        return sinusoidal_table(T, D, dtype)
+    try:
+        return sinusoidal_table(T, D, dtype)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise NotYet(
+            f"for the odd width D={D} your code raised {type(error).__name__}: an odd D has one more "
+            "sine column than cosine columns (the last column is a sine whose cosine partner would "
+            "be column D, which does not exist)"
+        ) from None
+
+
+def _diagnose_sinusoidal(answer: torch.Tensor, T: int, D: int, dtype: torch.dtype, where: str) -> None:
+    """Raise NotYet with the most specific hint for a table that differs from the package's."""
+    got = answer.detach().to(torch.float64)
+    expected = positional.sinusoidal_encoding(T, D, dtype=torch.float64)
+    if not torch.isfinite(got).all():
+        raise NotYet(f"{where} your table holds inf or nan: a power overflowed or divided by zero; "
+                     "compute the frequencies 10000^(-2i/D) with a float exponent in float64")
+    error = (got - expected).abs().max().item()
+    if error < 1e-2:
+        raise NotYet(
+            f"{where} your table is right to about {max(0, round(-math.log10(error)))} decimals only, "
+            f"not to the precision of {str(dtype).replace('torch.', '')}: compute positions, "
+            "frequencies and angles in float64 and convert the table to dtype once, at the end"
+        )
+    for rules, hint in _SINUSOIDAL_MISTAKES:
+        if torch.allclose(got, _sinusoid(T, D, **rules), atol=1e-6):
+            raise NotYet(f"{where} {hint}")
+    if D % 2 and torch.allclose(got, _sinusoid(T, D, exponent_width=D + 1), atol=1e-6):
+        raise NotYet(f"{where} (an odd width) your frequencies use D+1: the exponent is 2i/D with "
+                     "the width D itself, odd or not")
+    base = _estimated_base(got, D)
+    if base is not None and base > 1 and torch.allclose(got, _sinusoid(T, D, base=base), atol=1e-6):
+        raise NotYet(f"{where} your frequencies have the right form but not the paper's base: "
+                     "omega_i = 1 / 10000^(2i/D)")
+    raise NotYet(
+        f"{where} your table differs from the formula: compare row 1 (position 1) of your table "
+        "with sin(omega_i) and cos(omega_i), column by column"
+    )
+
+
+@checker("ch3-sinusoidal")
+def check_sinusoidal_table(sinusoidal_table: Callable[..., torch.Tensor]) -> None:
+    """Compare ``sinusoidal_table(T, D, dtype)`` with ``positional.sinusoidal_encoding`` on unseen sizes."""
+    for T, D, dtype in SINUSOIDAL_CASES:
+        where = f"for T={T}, D={D}, dtype={str(dtype).replace('torch.', '')}"
+        answer = _sinusoidal_table_answer(sinusoidal_table, T, D, dtype)
+        if not isinstance(answer, torch.Tensor):
+            raise NotYet(f"return a torch.Tensor, not a {type(answer).__name__}")
+        shape = tuple(answer.shape)
+        if shape != (T, D):
+            if shape == (D, T):
+                raise NotYet(f"{where} your table has shape {shape}: one row per position, (T, D)")
+            if D % 2 and shape in {(T, D + 1), (T, D - 1)}:
+                raise NotYet(f"{where} your table has shape {shape}: for an odd D keep D columns, "
+                             "the last one a sine without its cosine partner")
+            raise NotYet(f"{where} your table has shape {shape}, expected (T, D) = {(T, D)}")
+        if answer.dtype != dtype:
+            raise NotYet(f"{where} your table is {str(answer.dtype).replace('torch.', '')}: return "
+                         "the dtype that was asked for")
+        expected = positional.sinusoidal_encoding(T, D, dtype=dtype)
+        if (answer.detach() - expected).abs().max().item() <= _SINUSOIDAL_TOLERANCE[dtype]:
+            continue
+        _diagnose_sinusoidal(answer, T, D, dtype, where)
 
 
 # ---------------------------------------------------------------- ch3-find-offset
