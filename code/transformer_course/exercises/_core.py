@@ -86,12 +86,16 @@ def answer_mismatch(exercise: str, answers: tuple) -> str:
     runs before the checker, so that a wrong argument is not reported as an error of the student's code.
     """
     parameters = list(inspect.signature(_CHECKERS[exercise]).parameters.values())
+    if any(parameter.kind is parameter.VAR_POSITIONAL for parameter in parameters):
+        return ""  # a checker of any number of answers says itself what it expects
     names = ", ".join(parameter.name for parameter in parameters)
     if len(answers) != len(parameters):
         return (f'this check takes {len(parameters)} answer{"s" * (len(parameters) > 1)} ({names}), '
                 f'got {len(answers)}: exercises.check("{exercise}", {names})')
     for parameter, answer in zip(parameters, answers, strict=True):
-        expected = str(parameter.annotation).replace("typing.", "").replace("collections.abc.", "")
+        annotation = parameter.annotation  # a string under `from __future__ import annotations`
+        expected = "type" if annotation is type else str(annotation).replace("typing.", "").replace(
+            "collections.abc.", "")
         if expected == "type" and not isinstance(answer, type):
             kind = type(answer).__name__
             if inspect.isroutine(answer):
