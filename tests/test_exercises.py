@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,35 @@ def test_verdicts_never_end_in_a_traceback(capsys, monkeypatch):
 def test_an_unknown_exercise_is_a_clear_error():
     with pytest.raises(ValueError, match=r"exercise: expected one of .*'ch9-nothing'"):
         evaluate("ch9-nothing", None)
+
+
+def test_the_wrong_kind_of_answer_is_named_before_the_checker_runs(monkeypatch):
+    # _core.answer_mismatch reads the checker's signature: the number of answers, "type" (a class is
+    # expected) and "Callable" (a function is expected); the checker itself never runs on a mismatch.
+    monkeypatch.setattr(_core, "_CHECKERS", dict(_core._CHECKERS))
+    ran = []
+
+    @checker("test-only-kinds")
+    def _kinds(cls: type, fn: Callable) -> None:
+        ran.append(True)
+        _core.call(fn, "fn", 1, 2)
+
+    class Answer:
+        pass
+
+    def one_argument(x):
+        return x
+
+    cases = {
+        (Answer,): 'this check takes 2 answers (cls, fn), got 1: exercises.check("test-only-kinds", cls, fn)',
+        (Answer(), one_argument): "cls should be a class, got an object of class Answer: pass the class "
+                                  "itself (Answer, not Answer(...)); the check builds its own objects",
+        (one_argument, one_argument): "cls should be a class, got the function one_argument",
+        (Answer, 3): "fn should be a function, got an object of class int",
+    }
+    for answers, hint in cases.items():
+        verdict = evaluate("test-only-kinds", *answers)
+        assert (verdict.status, verdict.hint) == ("not yet", hint)
+    assert not ran
+    verdict = evaluate("test-only-kinds", Answer, one_argument)  # the right kinds: the checker runs
+    assert ran and verdict.hint == "fn should take 2 arguments; yours takes (x)"

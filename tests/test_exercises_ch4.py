@@ -265,7 +265,7 @@ def test_multi_head_solution_is_correct():
     assert evaluate("ch4-multi-head", multi_head).correct
 
 
-def _multi_head(merge="right", project=True, use_mask=True, scale="head"):
+def _multi_head(merge="right", project=True, use_mask=True, scale="head", split="right"):
     class Wrong(nn.Module):
         def __init__(self, d_model, num_heads):
             super().__init__()
@@ -279,13 +279,18 @@ def _multi_head(merge="right", project=True, use_mask=True, scale="head"):
             B, T, D = x.shape
             H, Dh = self.num_heads, D // self.num_heads
             projections = (self.q_proj, self.k_proj, self.v_proj)
-            q, k, v = (p(x).view(B, T, H, Dh).transpose(1, 2) for p in projections)
+            if split == "right":
+                q, k, v = (p(x).view(B, T, H, Dh).transpose(1, 2) for p in projections)
+            else:  # one view straight to (B, H, T, Dh): each head's rows mix tokens
+                q, k, v = (p(x).view(B, H, T, Dh) for p in projections)
             scores = q @ k.transpose(-2, -1) / math.sqrt(Dh if scale == "head" else D)
             if attention_mask is not None and use_mask:
                 scores = scores.masked_fill(~attention_mask[:, None, None, :], float("-inf"))
             context = torch.softmax(scores, dim=-1) @ v  # (B, H, T, Dh)
             if merge == "right":
                 context = context.transpose(1, 2).reshape(B, T, D)
+            elif merge == "interleaved":  # (B, T, Dh, H): the heads' columns interleaved
+                context = context.permute(0, 2, 3, 1).reshape(B, T, D)
             else:  # (B, H, T, Dh) reshaped as it is: the heads' rows end up mixed across tokens
                 context = context.reshape(B, T, D)
             return self.out_proj(context) if project else context
@@ -305,6 +310,39 @@ def _multi_head(merge="right", project=True, use_mask=True, scale="head"):
 )
 def test_multi_head_rejects_mistakes(wrong):
     _assert_not_yet("ch4-multi-head", wrong)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (_multi_head(split="one-view"), "the heads mix tokens"),  # (a) one view, no transpose
+        (_multi_head(split="one-view", merge="no-transpose"), "the heads mix tokens"),  # (a), undone alike
+        (_multi_head(scale="model"), "not of d_model"),  # (b) sqrt(D) instead of sqrt(D_h)
+        (_multi_head(merge="no-transpose"), "joined back wrongly"),  # (c) merged without transpose
+        (_multi_head(merge="interleaved"), "not their columns interleaved"),  # (c) merged as (D_h, H)
+        (_multi_head(project=False), "the output projection is missing"),  # (d) out_proj unused
+    ],
+    ids=["one-view-split", "one-view-both", "scale-d-model", "merge-no-transpose", "merge-interleaved",
+         "no-out-proj"],
+)
+def test_multi_head_names_each_usual_mistake(wrong, hint):
+    verdict = evaluate("ch4-multi-head", wrong)
+    _assert_not_yet("ch4-multi-head", wrong)
+    assert hint in verdict.hint, verdict.hint
+
+
+def test_multi_head_hints_are_distinct():
+    # One hint per bug: a student told "check the split, the scale, the merge and the projection"
+    # for all four learns nothing about which one is wrong.
+    wrongs = [_multi_head(split="one-view"), _multi_head(scale="model"), _multi_head(merge="no-transpose"),
+              _multi_head(project=False)]
+    hints = [evaluate("ch4-multi-head", wrong).hint for wrong in wrongs]
+    assert len(set(hints)) == 4, hints
+
+
+def test_multi_head_two_mistakes_get_the_general_hint():
+    verdict = evaluate("ch4-multi-head", _multi_head(scale="model", project=False))
+    assert verdict.status == "not yet" and "not by one of the usual mistakes alone" in verdict.hint
 
 
 def test_multi_head_rejects_missing_output_projection():
@@ -329,3 +367,62 @@ def test_checkers_leave_the_global_rng_alone():
     evaluate("ch4-single-head", single_head)
     evaluate("ch4-multi-head", multi_head)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# ---------------------------------------------------------------- the wrong kind of argument
+
+
+def test_an_instance_instead_of_the_class_is_named_before_calling():
+    (multi_head,) = _solution("ch4-multi-head", "MultiHead")
+    verdict = evaluate("ch4-multi-head", multi_head(12, 3))
+    assert verdict.status == "not yet"
+    assert "should be a class, got an object of class MultiHead" in verdict.hint
+    assert "raised" not in verdict.hint
+
+
+def test_a_function_instead_of_a_class_is_named():
+    (dot_product_attention,) = _solution("ch4-attention", "dot_product_attention")
+    verdict = evaluate("ch4-single-head", dot_product_attention)
+    assert verdict.hint == "single_head should be a class, got the function dot_product_attention"
+
+
+def test_a_class_with_other_parameters_is_named_not_blamed():
+    class OneArgument(nn.Module):
+        def __init__(self, d_model):
+            super().__init__()
+
+    verdict = evaluate("ch4-single-head", OneArgument)
+    assert verdict.hint == "SingleHead should take 2 arguments; yours takes (d_model)", verdict
+
+
+def test_a_forward_without_the_mask_is_named_not_blamed():
+    (single_head,) = _solution("ch4-single-head", "SingleHead")
+
+    class NoMask(single_head):
+        def forward(self, x):
+            return super().forward(x)
+
+    verdict = evaluate("ch4-single-head", NoMask)
+    assert verdict.status == "not yet" and "raised" not in verdict.hint
+    assert verdict.hint == (
+        "SingleHead.forward should take 1 argument and the keyword argument mask; yours takes (x)"
+    )
+
+
+def test_a_function_with_other_parameters_is_named_not_blamed():
+    verdict = evaluate("ch4-attention", lambda q, k: (q, k))
+    assert verdict.hint == "attention should take 3 arguments; yours takes (q, k)"
+
+
+@pytest.mark.parametrize(
+    ("label", "answers", "hint"),
+    [
+        ("ch4-masks", (lambda lengths, T: None,), "this check takes 2 answers (padding_mask, causal_mask)"),
+        ("ch4-attention", (np.zeros(3),), "attention_fn should be a function, got an object of class"),
+        ("ch4-single-head", (3,), "single_head should be a class, got int"),
+    ],
+    ids=["one-answer-of-two", "array-for-function", "number-for-class"],
+)
+def test_the_wrong_kind_of_answer_says_what_the_check_expects(label, answers, hint):
+    verdict = evaluate(label, *answers)
+    assert verdict.status == "not yet" and verdict.hint.startswith(hint), verdict

@@ -36,3 +36,37 @@ def test_show_rounds_zero_dimensional_tensors(capsys):
     runtime.show("x", torch.tensor(0.123456789))
     runtime.show("xs", [torch.tensor(0.123456789), np.float32(2.5e-7)])
     assert capsys.readouterr().out == "x: 0.123\nxs: [0.123, 2.5e-07]\n"
+
+
+def _checked_square(x, name="x"):
+    """A docstring the printed source leaves out.
+
+    Examples:
+        >>> _checked_square(3)
+        9
+    """
+    if not isinstance(x, int):
+        message = f"{name}: expected an int, got {type(x).__name__}"
+        raise TypeError(message)
+    for bound in (10**6,):
+        if x > bound:
+            raise ValueError(f"{name}: at most {bound}")
+    if x < 0:
+        x = -x  # a branch that computes stays
+    return x * x
+
+
+def test_computation_source_keeps_the_computation_only():
+    assert runtime.computation_source(_checked_square).splitlines() == [
+        'def _checked_square(x, name="x"):',
+        "    if x < 0:",
+        "        x = -x  # a branch that computes stays",
+        "    return x * x",
+    ]
+
+
+def test_show_source_names_the_function(capsys):
+    runtime.show_source(_checked_square)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# test_runtime._checked_square, without its docstring and argument checks"
+    assert lines[1:] == runtime.computation_source(_checked_square).splitlines()

@@ -66,6 +66,7 @@ IGNORED = {
     "04_self_attention": {
         "ch4-cell-03": "environment: torch and numpy versions, the device",
         "ch4-cell-explorer": "page: the explorer's HTML embeds generated ids",
+        "ch4-heads-2": "trained: one head against four on the two-position task, three seeds each",
     },
     "05_encoder": {
         "41963706": "environment: torch and numpy versions, the device, the threads",

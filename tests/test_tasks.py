@@ -46,6 +46,7 @@ def test_default_sizes_and_roughly_uniform_answers():
 @pytest.mark.parametrize("make", [
     lambda: tasks.make_recall_data(2, num_train=400, num_test=100),  # 512 distinct sequences
     lambda: tasks.make_copy_data(3, num_symbols=8, num_train=400, num_test=100),  # 512 distinct
+    lambda: tasks.make_two_position_data(3, length=6, num_train=200, num_test=40),  # 243 distinct
 ])
 def test_train_and_test_are_disjoint_even_when_duplicates_are_likely(make):
     data = make()
@@ -64,7 +65,26 @@ def test_copy_data_targets_are_the_inputs():
     assert torch.equal(data.train_inputs, tasks.make_copy_data(7, 5, 30, 10, seed=2).train_inputs)
 
 
+def test_two_position_targets_are_the_ordered_pair():
+    data = tasks.make_two_position_data(num_symbols=5, length=7, positions=(4, 1), num_train=50, num_test=20)
+    for inputs, targets in ((data.train_inputs, data.train_targets), (data.test_inputs, data.test_targets)):
+        assert inputs.shape[1] == 7 and (inputs[:, -1] == 5).all() and (inputs[:, :-1] < 5).all()
+        assert torch.equal(targets, inputs[:, 4] * 5 + inputs[:, 1])  # (s_4, s_1): order kept
+    default = tasks.make_two_position_data()
+    assert (len(default.train_inputs), len(default.test_inputs)) == (2048, 512)
+    assert torch.equal(default.train_targets, default.train_inputs[:, 0] * 4 + default.train_inputs[:, 4])
+    # Every one of the 16 classes occurs, each about equally often.
+    counts = torch.bincount(default.train_targets, minlength=16).float() / 2048
+    assert (counts - 1 / 16).abs().max() < 0.02
+
+
 BAD_CALLS = {
+    "two positions: the same twice": (lambda: tasks.make_two_position_data(positions=(2, 2)), ValueError,
+                                      r"positions: expected two different ints in 0 \.\. 6, got \(2, 2\)"),
+    "two positions: the query's": (lambda: tasks.make_two_position_data(positions=(0, 7)), ValueError,
+                                   r"positions: .*got \(0, 7\)"),
+    "two positions: too many examples": (lambda: tasks.make_two_position_data(2, 4, (0, 1), 8, 1),
+                                         ValueError, r"asked for 9 examples.*only 8 distinct"),
     "zero distance": (lambda: tasks.make_recall_data(0), ValueError, r"distance: .*>= 1, got 0"),
     "float distance": (lambda: tasks.make_recall_data(5.0), TypeError, r"distance: .*got float"),
     "bool seed": (lambda: tasks.make_recall_data(5, seed=True), TypeError, r"seed: .*got bool"),

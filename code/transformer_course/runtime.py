@@ -3,6 +3,8 @@
 Every chapter starts with ``device = runtime.setup(seed)`` so that a re-run prints the same
 numbers, and ends its numeric cells with :func:`show`, which rounds what it prints so that the
 stored outputs compare equal on any x86-64 machine (nbval re-runs every chapter).
+:func:`show_source` prints a package function as a chapter shows it: the computation, without its
+docstring and argument checks (one copy of the code, which cannot drift from what runs).
 
 The loops of the package (training, scoring, embedding sentences) share four helpers, written
 once here: :func:`autocast` (mixed precision, or nothing), :func:`eval_mode` (eval mode for a
@@ -12,11 +14,14 @@ block, the previous mode restored), :func:`num_threads` (torch's CPU threads for
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import os
 import random
+import textwrap
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
 
 import numpy as np
@@ -33,7 +38,8 @@ with warnings.catch_warnings():
 
 from . import _checks
 
-__all__ = ["setup", "show", "resolve_device", "autocast", "eval_mode", "num_threads", "progress_bar"]
+__all__ = ["setup", "show", "show_source", "computation_source", "resolve_device", "autocast", "eval_mode",
+           "num_threads", "progress_bar"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -113,6 +119,49 @@ def show(label: str, value: object, digits: int = 3) -> None:
         norms: [1.23e-05, 2.0]
     """
     print(f"{label}: {_round(value, digits)}")
+
+
+def _only_checks(node: ast.AST) -> bool:
+    """A ``raise``, or an ``if``/``for`` without ``else`` that only prepares a message and raises."""
+    if isinstance(node, ast.Raise):
+        return True
+    body = getattr(node, "body", [])
+    return (isinstance(node, ast.If | ast.For) and not node.orelse and _only_checks(body[-1])
+            and all(isinstance(statement, ast.Assign) or _only_checks(statement) for statement in body))
+
+
+def computation_source(function: Callable) -> str:
+    """The source of ``function`` without its docstring and its argument checks: what it computes.
+
+    A check is a ``raise`` statement, or an ``if``/``for`` (without ``else``) whose body only
+    assigns and raises; such blocks are left out wherever they are, and so is the docstring.
+
+    Examples:
+        >>> from transformer_course import attention
+        >>> source = computation_source(attention.to_torch_key_padding_mask)
+        >>> source.splitlines()[0].startswith("def to_torch_key_padding_mask(")
+        True
+        >>> "Examples" in source or "raise" in source
+        False
+    """
+    source = textwrap.dedent(inspect.getsource(function))
+    tree = ast.parse(source).body[0]
+    hidden: set[int] = set()
+    first = tree.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):  # the docstring
+        hidden.update(range(first.lineno, first.end_lineno + 1))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        for statement in body if isinstance(body, list) else []:
+            if _only_checks(statement):
+                hidden.update(range(statement.lineno, statement.end_lineno + 1))
+    return "\n".join(line for number, line in enumerate(source.splitlines(), 1) if number not in hidden)
+
+
+def show_source(function: Callable) -> None:
+    """Print :func:`computation_source` of ``function`` under a line that names it."""
+    print(f"# {function.__module__}.{function.__name__}, without its docstring and argument checks")
+    print(computation_source(function))
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

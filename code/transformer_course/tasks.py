@@ -10,6 +10,8 @@ Two tasks, both small enough to train on a laptop CPU in seconds:
   a single fixed-size vector must carry the whole input in an RNN encoder-decoder.
 - **copy of any length** (chapter 6, :class:`CopyTask`): the same copy, with a new length drawn
   for every batch, for the sequence-to-sequence models of :mod:`~transformer_course.seq2seq`.
+- **two positions at once** (chapter 4, :func:`make_two_position_data`): the query token must
+  name the symbols at two fixed positions together, one head against several.
 
 Everything chapter 5 needs to re-create chapter 1's runs is a constant here: the vocabulary,
 :data:`DISTANCES`, :data:`CHANCE` and the default sizes of :class:`RecallTask`.
@@ -43,6 +45,7 @@ __all__ = [
     "SplitData",
     "make_recall_data",
     "make_copy_data",
+    "make_two_position_data",
     "COPY_SYMBOLS",
     "START",
     "CopyTask",
@@ -225,6 +228,64 @@ def make_copy_data(
 
     inputs = _distinct_rows(draw, total, torch.Generator().manual_seed(seed))  # (N, T)
     return _split(inputs, inputs.clone(), num_train)
+
+
+def make_two_position_data(
+    num_symbols: int = 4,
+    length: int = 8,
+    positions: tuple[int, int] = (0, 4),
+    num_train: int = 2048,
+    num_test: int = 512,
+    seed: int = 0,
+) -> SplitData:
+    """Read two positions at once: ``[s_0, ..., s_{T-2}, Q]`` -> the pair ``(s_i, s_j)``.
+
+    Every ``s_t`` is uniform over ``num_symbols`` ids (0 .. K - 1), the last token is the query
+    ``Q`` (id K), and the target is the pair of symbols at ``positions`` ``(i, j)``, as one class
+    ``s_i * K + s_j`` of K² (guessing scores 1 / K²; knowing only one of the two symbols, 1 / K).
+    The order matters: ``(a, b)`` and ``(b, a)`` are different classes, so the query must know
+    which symbol came from which position. Drawn, de-duplicated and split like
+    :func:`make_recall_data`.
+
+    Args:
+        num_symbols: K >= 2. Default: 4.
+        length: T >= 3, the query included. Default: 8.
+        positions: two different positions i, j in 0 .. T - 2. Default: (0, 4).
+        num_train, num_test, seed: as in :func:`make_recall_data`. Defaults: 2048, 512, 0.
+
+    Shape:
+        inputs (N, T) int64 ids in [0, K]; targets (N,) int64 in [0, K²).
+
+    Examples:
+        >>> data = make_two_position_data(num_train=3, num_test=1)
+        >>> x, y = data.train_inputs[0], data.train_targets[0]
+        >>> int(x[-1]), int(y) == int(x[0]) * 4 + int(x[4])
+        (4, True)
+    """
+    _checks.int_at_least(num_symbols, "num_symbols", 2)
+    _checks.int_at_least(length, "length", 3)
+    _checks.int_at_least(num_train, "num_train", 1)
+    _checks.int_at_least(num_test, "num_test", 1)
+    _checks.int_at_least(seed, "seed", 0)
+    valid = range(length - 1)  # the query's own position is not a symbol
+    if (not isinstance(positions, tuple) or len(positions) != 2 or positions[0] == positions[1]
+            or not all(isinstance(p, int) and not isinstance(p, bool) and p in valid for p in positions)):
+        raise ValueError(f"positions: expected two different ints in 0 .. {length - 2}, got {positions!r}")
+    total = num_train + num_test
+    if total > num_symbols ** (length - 1):
+        raise ValueError(
+            f"num_train + num_test: asked for {total} examples, but length {length} allows only "
+            f"{num_symbols ** (length - 1)} distinct sequences"
+        )
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        symbols = torch.randint(0, num_symbols, (n, length - 1), generator=generator)  # (n, T - 1)
+        return torch.cat([symbols, torch.full((n, 1), num_symbols)], dim=1)  # (n, T): the query last
+
+    inputs = _distinct_rows(draw, total, torch.Generator().manual_seed(seed))  # (N, T)
+    i, j = positions
+    targets = inputs[:, i] * num_symbols + inputs[:, j]  # (N,): the ordered pair as one class
+    return _split(inputs, targets, num_train)
 
 
 COPY_SYMBOLS = 10  # chapter 6's copy task: symbols 0 .. 9

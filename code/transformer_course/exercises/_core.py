@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -62,6 +64,9 @@ def evaluate(exercise: str, *answers: object) -> Verdict:
         raise ValueError(f"exercise: expected one of {exercise_ids()}, got {exercise!r}")
     if any(answer is ... for answer in answers):
         return Verdict(exercise, "not attempted yet")
+    mismatch = answer_mismatch(exercise, answers)
+    if mismatch:  # the check was called with something else than it checks: say so before calling
+        return Verdict(exercise, "not yet", mismatch)
     try:
         _CHECKERS[exercise](*answers)
     except NotImplementedError:
@@ -71,6 +76,60 @@ def evaluate(exercise: str, *answers: object) -> Verdict:
     except Exception as error:  # the student's code failed: say how, without a traceback
         return Verdict(exercise, "not yet", f"your code raised {type(error).__name__}: {error}")
     return Verdict(exercise, "correct")
+
+
+def answer_mismatch(exercise: str, answers: tuple) -> str:
+    """What is wrong with the kind of ``answers`` given to the check of ``exercise``, or "" if nothing.
+
+    Read from the checker's signature: its number of parameters, and their annotations ``type`` (the
+    class itself is expected, not an instance of it) and ``Callable`` (a function is expected). This
+    runs before the checker, so that a wrong argument is not reported as an error of the student's code.
+    """
+    parameters = list(inspect.signature(_CHECKERS[exercise]).parameters.values())
+    if any(parameter.kind is parameter.VAR_POSITIONAL for parameter in parameters):
+        return ""  # a checker of any number of answers says itself what it expects
+    names = ", ".join(parameter.name for parameter in parameters)
+    if len(answers) != len(parameters):
+        return (f'this check takes {len(parameters)} answer{"s" * (len(parameters) > 1)} ({names}), '
+                f'got {len(answers)}: exercises.check("{exercise}", {names})')
+    for parameter, answer in zip(parameters, answers, strict=True):
+        annotation = parameter.annotation  # a string under `from __future__ import annotations`
+        expected = "type" if annotation is type else str(annotation).replace("typing.", "").replace(
+            "collections.abc.", "")
+        if expected == "type" and not isinstance(answer, type):
+            kind = type(answer).__name__
+            if inspect.isroutine(answer):
+                return f"{parameter.name} should be a class, got the function {answer.__name__}"
+            if getattr(builtins, kind, None) is type(answer):  # a number, a string, a list...
+                return f"{parameter.name} should be a class, got {kind}"
+            return (f"{parameter.name} should be a class, got an object of class {kind}: pass the class "
+                    f"itself ({kind}, not {kind}(...)); the check builds its own objects")
+        if expected.startswith("Callable") and not callable(answer):
+            return f"{parameter.name} should be a function, got an object of class {type(answer).__name__}"
+    return ""
+
+
+def call(fn: Callable, name: str, *args: object, **kwargs: object) -> object:
+    """Call the student's ``fn(*args, **kwargs)`` after checking that it accepts these arguments.
+
+    A function, a class (its ``__init__``) or a module (its ``forward``) that takes other
+    parameters gets :class:`NotYet` saying what the check passes, instead of the ``TypeError`` that
+    calling it would raise inside the student's code.
+    """
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a callable without a signature (a builtin): just call it
+        return fn(*args, **kwargs)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        wanted = f"{len(args)} argument{'s' * (len(args) != 1)}"
+        if kwargs:
+            wanted += f" and the keyword argument{'s' * (len(kwargs) > 1)} {', '.join(kwargs)}"
+        takes = ", ".join(signature.parameters)
+        raise NotYet(f"{name} should take {wanted}; yours takes ({takes})") from None
+    return fn(*args, **kwargs)
 
 
 def check(exercise: str, *answers: object) -> None:

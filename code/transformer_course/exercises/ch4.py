@@ -7,7 +7,7 @@ computed here, so a check cannot pass by printing the chapter's numbers.
 
 from __future__ import annotations
 
-import inspect
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -15,18 +15,7 @@ import torch
 from torch import nn
 
 from .. import attention
-from ._core import NotYet, checker, expect, expect_close
-
-
-def _call(fn: Callable, name: str, *args: object) -> object:
-    """Call the student's ``fn(*args)``, with a hint (not a TypeError) when it takes other arguments."""
-    try:
-        inspect.signature(fn).bind(*args)
-    except TypeError:
-        raise NotYet(f"{name} should be a function of {len(args)} arguments") from None
-    except ValueError:  # a callable without a signature (a builtin): just call it
-        pass
-    return fn(*args)
+from ._core import NotYet, call, checker, expect, expect_close
 
 
 def _pair(result: object, name: str, first: str, second: str) -> tuple:
@@ -47,7 +36,7 @@ def _build(cls: type, name: str, *args: object, seed: int) -> nn.Module:
     """Build the student's module ``cls(*args)`` with torch's global seed set, leaving the RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = cls(*args)
+        module = call(cls, name, *args)
     expect(isinstance(module, nn.Module), f"{name} should be a subclass of nn.Module")
     return module.eval()
 
@@ -75,7 +64,7 @@ def check_one_row(attention_row: Callable) -> None:
         out, weights = attention.scaled_dot_product_attention(*(torch.from_numpy(M) for M in (Q, K, V)))
         for i in (0, T // 2, T - 1):
             row, output = _pair(
-                _call(attention_row, "attention_row", Q.copy(), K.copy(), V.copy(), i),
+                call(attention_row, "attention_row", Q.copy(), K.copy(), V.copy(), i),
                 "attention_row",
                 "the weights of query i",
                 "its output vector",
@@ -114,7 +103,7 @@ def check_attention(attention_fn: Callable) -> None:
         v = torch.randn(*lead, Tk, dv, generator=gen, dtype=torch.float64)
         expected_out, expected_weights = attention.scaled_dot_product_attention(q, k, v)
         out, weights = _pair(
-            _call(attention_fn, "attention", q.clone(), k.clone(), v.clone()),
+            call(attention_fn, "attention", q.clone(), k.clone(), v.clone()),
             "attention",
             "the output",
             "the weights",
@@ -153,7 +142,7 @@ def check_masks(padding_mask: Callable, causal_mask: Callable) -> None:
     for lengths, T in (([3, 5, 1, 4], 5), ([7, 0, 2], 9)):
         lengths = torch.tensor(lengths)
         expected = torch.arange(T)[None, :] < lengths[:, None]  # (B, T)
-        mask = _call(padding_mask, "padding_mask", lengths.clone(), T)
+        mask = call(padding_mask, "padding_mask", lengths.clone(), T)
         expect(isinstance(mask, torch.Tensor), "padding_mask should return a torch.Tensor")
         expect(
             mask.dtype == torch.bool,
@@ -179,7 +168,7 @@ def check_masks(padding_mask: Callable, causal_mask: Callable) -> None:
         )
     for T in (1, 4, 7):
         expected = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T): key j <= query i
-        mask = _call(causal_mask, "causal_mask", T)
+        mask = call(causal_mask, "causal_mask", T)
         expect(isinstance(mask, torch.Tensor), "causal_mask should return a torch.Tensor")
         expect(
             mask.dtype == torch.bool,
@@ -217,7 +206,7 @@ def check_split_heads(split_heads: Callable, merge_heads: Callable) -> None:
     for B, T, D, H in ((3, 7, 12, 4), (2, 5, 20, 5), (1, 6, 9, 3), (2, 4, 6, 1)):
         D_h = D // H
         x = torch.randn(B, T, D, generator=gen)
-        heads = _call(split_heads, "split_heads", x.clone(), H)
+        heads = call(split_heads, "split_heads", x.clone(), H)
         expect(isinstance(heads, torch.Tensor), "split_heads should return a torch.Tensor")
         expect(
             tuple(heads.shape) == (B, H, T, D_h),
@@ -231,7 +220,7 @@ def check_split_heads(split_heads: Callable, merge_heads: Callable) -> None:
                 "cut D into (H, D_h) first, then bring H in front of T",
             )
         y = torch.randn(B, H, T, D_h, generator=gen)
-        merged = _call(merge_heads, "merge_heads", y.clone())
+        merged = call(merge_heads, "merge_heads", y.clone())
         expect(isinstance(merged, torch.Tensor), "merge_heads should return a torch.Tensor")
         expect(
             tuple(merged.shape) == (B, T, D),
@@ -272,7 +261,9 @@ def check_single_head(single_head: type) -> None:
                     q, k, v, mask=None if mask is None else mask[:, None, :]
                 )
                 out, weights = _pair(
-                    head(x.clone()) if mask is None else head(x.clone(), mask=mask.clone()),
+                    call(head, "SingleHead.forward", x.clone())
+                    if mask is None
+                    else call(head, "SingleHead.forward", x.clone(), mask=mask.clone()),
                     "SingleHead.forward",
                     "the output",
                     "the weights",
@@ -338,23 +329,103 @@ def check_multi_head(multi_head: type) -> None:
         lengths[0] = T
         pad = torch.arange(T)[None, :] < lengths[:, None]  # (B, T), True = real token
         with torch.no_grad():
-            out = student(x.clone())
+            out = call(student, "MultiHead.forward", x.clone())
             expect(
                 isinstance(out, torch.Tensor),
                 "MultiHead.forward should return one tensor, the output (B, T, D)",
             )
-            expect_close(
-                out,
-                reference(x)[0],
-                "without a mask the output differs from multi-head attention with the same weights: "
-                "check the split into heads, the √D_h scale, how the heads are joined back "
-                "(each token's heads side by side), and the output projection",
-                atol=1e-5,
+            expect(
+                tuple(out.shape) == (B, T, D),
+                f"MultiHead.forward should return (B, T, D) = {(B, T, D)}, got {tuple(out.shape)}",
             )
+            if not torch.allclose(out, reference(x)[0], atol=1e-5, rtol=1e-5):
+                _diagnose_multi_head(out, reference, x)
             expect_close(
-                student(x.clone(), attention_mask=pad.clone()),
+                call(student, "MultiHead.forward", x.clone(), attention_mask=pad.clone()),
                 reference(x, attention_mask=pad)[0],
                 "without a mask the output is right, with the padding mask it is not: every head "
                 "should give zero weight to the keys where attention_mask is False",
                 atol=1e-5,
             )
+
+
+_MIXED_TOKENS = (
+    "the heads mix tokens: head h should hold, for every token, the columns h·D_h to (h+1)·D_h - 1 "
+    "of that token's queries (keys, values), but yours takes numbers from several tokens. A single "
+    "reshape to (B, H, T, D_h) has the right shape and the wrong numbers; exercise ch4-split-heads "
+    "shows the reshape that works"
+)
+
+# The usual mistakes of multi-head attention, each the reference computation with one bug, and the
+# hint it earns: (split, scale, merge, project) -> hint. The hints name the step, not the code.
+_MULTI_HEAD_BUGS = {
+    ("one-view", "head", "blocks", True): _MIXED_TOKENS,
+    ("one-view", "head", "one-view", True): _MIXED_TOKENS,
+    ("blocks", "model", "blocks", True): (
+        "the scale is that of the whole model: each head's scores should be divided by the square "
+        "root of one head's width D_h = d_model / num_heads, not of d_model"
+    ),
+    ("blocks", "head", "one-view", True): (
+        "each head is right, but the heads are joined back wrongly: token t's output should be the "
+        "outputs of its H heads side by side (head 0's D_h numbers, then head 1's, ...); put the "
+        "token dimension back next to the batch before joining heads and widths"
+    ),
+    ("blocks", "head", "interleaved", True): (
+        "each head is right, but the heads are joined back wrongly: token t's output should be the "
+        "outputs of its H heads side by side (head 0's D_h numbers, then head 1's, ...), not their "
+        "columns interleaved"
+    ),
+    ("blocks", "head", "blocks", False): (
+        "the heads are right and joined right, but the output projection is missing: the joined "
+        "heads should go through out_proj, which mixes what the heads found"
+    ),
+}
+
+
+def multi_head_with_bug(
+    reference: attention.MultiHeadAttention,
+    x: torch.Tensor,
+    split: str = "blocks",
+    scale: str = "head",
+    merge: str = "blocks",
+    project: bool = True,
+) -> torch.Tensor:
+    """Multi-head self-attention with ``reference``'s weights, computed with one deliberate bug.
+
+    ``split`` "blocks" (right) or "one-view" (one reshape to (B, H, T, D_h)); ``scale`` "head"
+    (√D_h, right) or "model" (√D); ``merge`` "blocks" (right), "one-view" (no transpose back) or
+    "interleaved" (heads' columns interleaved); ``project`` False leaves out ``out_proj``.
+
+    Shape: x (B, T, D) -> (B, T, D).
+    """
+    B, T, D = x.shape
+    H = reference.num_heads
+    D_h = D // H
+
+    def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D_h)
+        if split == "one-view":
+            return t.reshape(B, H, T, D_h)  # the bug: numbers of several tokens in one head's row
+        return t.view(B, T, H, D_h).transpose(1, 2)
+
+    q, k, v = (heads(proj(x)) for proj in (reference.q_proj, reference.k_proj, reference.v_proj))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D_h if scale == "head" else D)  # (B, H, T, T)
+    context = torch.softmax(scores, dim=-1) @ v  # (B, H, T, D_h)
+    if merge == "one-view":
+        context = context.reshape(B, T, D)  # the bug: (B, H, T, D_h) read as (B, T, D)
+    elif merge == "interleaved":
+        context = context.permute(0, 2, 3, 1).reshape(B, T, D)  # (B, T, D_h, H): columns interleaved
+    else:
+        context = context.transpose(1, 2).reshape(B, T, D)  # (B, T, H, D_h) -> (B, T, D)
+    return reference.out_proj(context) if project else context
+
+
+def _diagnose_multi_head(out: torch.Tensor, reference: attention.MultiHeadAttention, x: torch.Tensor) -> None:
+    """Raise NotYet with the hint of the one usual mistake ``out`` matches, or a general hint."""
+    for bug, hint in _MULTI_HEAD_BUGS.items():
+        if torch.allclose(out, multi_head_with_bug(reference, x, *bug), atol=1e-5, rtol=1e-5):
+            raise NotYet(hint)
+    raise NotYet(
+        "without a mask the output differs from multi-head attention with the same weights, and not "
+        "by one of the usual mistakes alone: check the split into heads, the √D_h scale, how the heads "
+        "are joined back (each token's heads side by side), and the output projection"
+    )
