@@ -127,7 +127,7 @@ def test_gru_cases_cover_both_directions_a_single_step_and_unseen_sizes():
 )
 def test_gru_rejects_wrong_steps(wrong, hint_word):
     verdict = evaluate("ch6-gru", wrong)
-    assert_not_yet(verdict, "r * (h", "(1 - z)", "r, z, n")
+    assert_not_yet(verdict, "r * (h", "(1 - z)", "r, z, n", "reset, update and candidate")
     assert hint_word in verdict.hint
 
 

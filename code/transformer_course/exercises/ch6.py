@@ -162,7 +162,7 @@ def _diagnose_gru(answer_outputs, answer_final, x, h, weights, reverse, where) -
     orders = ("".join(order) for order in itertools.permutations(GRU_ORDER))
     if any(matches(order=order) for order in orders if order != GRU_ORDER):
         raise NotYet("your gates read the wrong blocks of rows: check in which order torch.nn.GRU stacks the "
-                     "reset, update and candidate blocks in weight_ih and weight_hh")
+                     "three blocks of weight_ih and weight_hh (the chapter's section on the GRU says)")
     if matches(reset="before"):
         raise NotYet("your reset gate multiplies h before the recurrent matrix, as the 2014 paper writes it: "
                      "check where torch.nn.GRU's candidate applies r")
