@@ -2,10 +2,11 @@
 
 Each deck must have at least 8 slides, reach its last slide, carry speaker notes and fit its
 figures in a 1280 x 720 slide; pressing → alone must show every figure of the chapter, each
-whole on a 1280 x 720 screen and clear of the navigation controls; its print layout (?print-pdf, every slide at once) must pass
-axe-core; and real key presses step through it and open its folded code. What every page checks
-(decks included: console, requests, images, math, axe-core as presented) is in
-tests/test_browser.py; the shared helpers are in tests/browser_support.py and tests/conftest.py.
+whole on a 1280 x 720 screen and clear of the navigation controls; its print layout
+(?print-pdf, every slide at once) must pass axe-core; and real key presses step through it and
+open its folded code. What every page checks (decks included: console, requests, images, math,
+axe-core as presented) is in tests/test_browser.py; the shared helpers are in
+tests/browser_support.py and tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ return {at: [i.h, i.v, i.f === undefined ? -1 : i.f], figures: figures, chrome: 
 
 
 def _overlaps(a: dict, b: dict) -> bool:
-    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+    return (a["left"] < b["right"] and b["left"] < a["right"]
+            and a["top"] < b["bottom"] and b["top"] < a["bottom"])
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS or ["<no chapter>"])
@@ -252,8 +254,8 @@ def test_arrow_right_alone_shows_every_figure_within_the_screen(chapter, browser
                 inside = (figure["left"] >= -0.5 and figure["top"] >= -0.5
                           and figure["right"] <= 1280.5 and figure["bottom"] <= 720.5)
                 if not inside:
-                    problems.append(f"{where}: box {[round(figure[k]) for k in ('left', 'top', 'right', 'bottom')]}"
-                                    " is not within 1280 x 720")
+                    corners = [round(figure[k]) for k in ("left", "top", "right", "bottom")]
+                    problems.append(f"{where}: box {corners} is not within 1280 x 720")
                 if any(_overlaps(figure, other) for other in state["chrome"]):
                     problems.append(f"{where}: under the navigation arrows or the slide number")
             if state["end"]:

@@ -97,7 +97,8 @@ def test_explorer_shows_the_weights_the_package_computes(name, head, browser, ba
     assert torch.allclose(row, expected.double(), atol=1e-6, rtol=0), (row - expected).abs().max()
     # The hover names each word with its position (chapter 4's stored output must have been made
     # by the package as it is now: re-execute the chapter after changing the explorer).
-    assert f"from it ({query}) to animal ({key}): {expected[key].item():.4f}" in shown["hover"], shown["hover"]
+    hover = f"from it ({query}) to animal ({key}): {expected[key].item():.4f}"
+    assert hover in shown["hover"], shown["hover"]
     assert shown["title"].startswith(f"layer {layer + 1}, ")
     assert shown["kib"] < 1024, f"the explorer weighs {shown['kib']:.0f} KiB"
     with capsys.disabled():
@@ -244,7 +245,8 @@ var deadline = Date.now() + 30000;
 
 
 def _overlap(a, b):
-    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+    return (a["left"] < b["right"] and b["left"] < a["right"]
+            and a["top"] < b["bottom"] and b["top"] < a["bottom"])
 
 
 def test_the_explorers_title_clears_its_axes_and_its_hover_tells_repeated_words_apart(browser, tmp_path):
