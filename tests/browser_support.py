@@ -67,6 +67,14 @@ const start = Date.now();
 """
 
 
+def set_viewport(driver, width: int, height: int) -> None:
+    """Sizes the window so that the page itself (innerWidth x innerHeight) is width x height:
+    a window's size counts the browser's own frame, about 140 px of height in headless Chromium."""
+    driver.set_window_size(width, height)
+    inner = driver.execute_script("return [innerWidth, innerHeight];")
+    driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
+
+
 def screenshot(driver, name: str) -> None:
     """Saves what the browser shows as ``name`` (a PNG) in BOOK_SCREENSHOTS, when that is set."""
     if SCREENSHOTS:

@@ -173,6 +173,29 @@ def test_chapter_page_links_to_its_deck_and_notebook(chapter, browser, base_url)
     assert notebook_url in [href for _, href in hrefs], f"{chapter}.html: no link to its .ipynb"
 
 
+# Code boxes (cells' code and the text's code blocks, not printed outputs) whose text is wider
+# than the box, at the page's width: each would need a horizontal scroll bar to be read.
+_CODE_WIDER_THAN_ITS_BOX = """
+return Array.from(document.querySelectorAll(
+    '.bd-article .cell_input pre, .bd-article div[class*="highlight-"]:not(.output) pre'))
+  .filter(pre => pre.getClientRects().length > 0 && pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => [pre.clientWidth, pre.scrollWidth, pre.textContent.split('\\n')[0].slice(0, 60)]);
+"""
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_code_wraps_instead_of_scrolling_sideways(chapter, browser, base_url):
+    # At 1280 px the article's column holds about 76 characters of code; lines run to 110.
+    if not PAGES:
+        pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first")
+    browser.set_window_size(1280, 900)
+    browser.get(base_url + f"{chapter}.html")
+    chromium.settle(browser)
+    wide = browser.execute_script(_CODE_WIDER_THAN_ITS_BOX)
+    assert not wide, f"{chapter}.html: {len(wide)} code boxes scroll sideways, e.g. {wide[:3]}"
+    assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth;")
+
+
 # ---------------------------------------------------------------- the keyboard alone
 
 

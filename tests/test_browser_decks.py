@@ -1,16 +1,19 @@
 """The slide decks in a real browser: one reveal.js deck per chapter of _toc.yml, in headless Chromium.
 
 Each deck must have at least 8 slides, reach its last slide, carry speaker notes and fit its
-figures in a 1280 x 720 slide; its print layout (?print-pdf, every slide at once) must pass
-axe-core; and real key presses step through it and open its folded code. What every page checks
-(decks included: console, requests, images, math, axe-core as presented) is in
-tests/test_browser.py; the shared helpers are in tests/browser_support.py and tests/conftest.py.
+figures in a 1280 x 720 slide; pressing → alone must show every figure of the chapter, each
+whole on a 1280 x 720 screen and clear of the navigation controls; its print layout
+(?print-pdf, every slide at once) must pass axe-core; and real key presses step through it and
+open its folded code. What every page checks (decks included: console, requests, images, math,
+axe-core as presented) is in tests/test_browser.py; the shared helpers are in
+tests/browser_support.py and tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import pytest
 from browser_support import (
+    CHAPTERS,
     DECKS,
     HTML,
     REVEAL_READY,
@@ -18,10 +21,12 @@ from browser_support import (
     check_accessibility,
     press,
     screenshot,
+    set_viewport,
     tab_until,
 )
 
 from book_tools import chromium
+from book_tools.decks import deck_path
 
 pytestmark = pytest.mark.slow  # starts headless Chromium
 
@@ -35,7 +40,7 @@ def deck(request, browser, base_url):
         pytest.skip("_toc.yml lists no chapter")
     if not (HTML / request.param).is_file():
         pytest.fail(f"{request.param} was not built (make book builds the decks)")
-    browser.set_window_size(1280, 720)
+    set_viewport(browser, 1280, 720)
     try:
         browser.get(base_url + request.param)
         chromium.settle(browser)
@@ -130,7 +135,7 @@ def test_deck_works_with_the_keyboard_alone(browser, base_url):
               (HTML / name).read_text(encoding="utf-8")]
     assert folded, "no deck has a folded code block (a code cell longer than MAX_CODE_LINES)"
     name = folded[0]
-    browser.set_window_size(1280, 720)
+    set_viewport(browser, 1280, 720)
     try:
         browser.get(base_url + name)
         chromium.settle(browser)
@@ -160,5 +165,105 @@ def test_deck_works_with_the_keyboard_alone(browser, base_url):
         press(browser, Keys.ENTER)
         assert not browser.execute_script(is_open), f"{name}: Enter on {focused['text']!r} did not fold it"
         assert browser.execute_script(_INDICES) == shown, f"{name}: Space or Enter changed the slide"
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+# ---------------------------------------------------------------- every figure, with → alone
+
+MAX_PRESSES = 400  # ArrowRight presses allowed to reach a deck's end
+
+
+def figures_in_chapter(chapter: str) -> int:
+    """The figures (image outputs) a chapter's deck must show: every one outside skipped cells."""
+    import nbformat
+
+    from book_tools.decks import is_figure, slide_notebook
+    from book_tools.toc import ROOT as BOOK_ROOT
+
+    notebook = slide_notebook(nbformat.read(BOOK_ROOT / f"{chapter}.ipynb", as_version=4))
+    return sum(is_figure(output) for cell in notebook.cells
+               if cell.cell_type == "code"
+               and cell.metadata.get("slideshow", {}).get("slide_type") not in ("skip", "notes")
+               for output in cell.get("outputs", []))
+
+
+# Numbers the deck's figures in document order, once; returns how many there are.
+_NUMBER_FIGURES = """
+const figures = document.querySelectorAll('.reveal .slides .jp-OutputArea-output img');
+figures.forEach((img, i) => { img.dataset.courseFigure = String(i); });
+return figures.length;
+"""
+
+# What is on screen after a key press: the slide's indices, whether the deck is at its end, the
+# figures shown on the present slide (not in a fragment still hidden) with their boxes in the
+# window, and the navigation controls' and slide number's boxes.
+_ON_SCREEN = """
+const box = el => { const r = el.getBoundingClientRect();
+  return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+const slide = Reveal.getCurrentSlide();
+const figures = Array.from(slide.querySelectorAll('img[data-course-figure]'))
+  .filter(img => !img.closest('.fragment:not(.visible)') && img.getClientRects().length > 0)
+  .map(img => Object.assign({n: Number(img.dataset.courseFigure), alt: img.alt.slice(0, 50)}, box(img)));
+const chrome = Array.from(document.querySelectorAll(
+    '.reveal .controls button.enabled, .reveal .slide-number'))
+  .filter(el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden')
+  .map(box);
+const i = Reveal.getIndices();
+return {at: [i.h, i.v, i.f === undefined ? -1 : i.f], figures: figures, chrome: chrome,
+        end: Reveal.isLastSlide() && !Reveal.availableFragments().next,
+        viewport: [innerWidth, innerHeight]};
+"""
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return (a["left"] < b["right"] and b["left"] < a["right"]
+            and a["top"] < b["bottom"] and b["top"] < a["bottom"])
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS or ["<no chapter>"])
+def test_arrow_right_alone_shows_every_figure_within_the_screen(chapter, browser, base_url):
+    # A presenter at a 1280 x 720 screen who presses only → must see every figure of the chapter,
+    # whole: inside the window and clear of the navigation arrows and the slide number.
+    if not CHAPTERS:
+        pytest.skip("_toc.yml lists no chapter")
+    from selenium.webdriver.common.keys import Keys
+
+    name = deck_path(chapter)
+    if not (HTML / name).is_file():
+        pytest.fail(f"{name} was not built (make book builds the decks)")
+    expected = figures_in_chapter(chapter)
+    set_viewport(browser, 1280, 720)
+    try:
+        browser.get(base_url + name)
+        chromium.settle(browser)
+        assert browser.execute_async_script(REVEAL_READY), f"{name}: reveal.js not ready"
+        assert browser.execute_script("return [innerWidth, innerHeight];") == [1280, 720]
+        count = browser.execute_script(_NUMBER_FIGURES)
+        assert count == expected, f"{name}: {count} figures in the deck, the chapter has {expected}"
+        browser.execute_script("document.activeElement.blur();")
+        seen, problems, before = set(), [], None
+        for _ in range(MAX_PRESSES):
+            state = browser.execute_script(_ON_SCREEN)
+            if state["at"] == before:
+                break  # → no longer moves (reveal.js's default mode stops at the last section)
+            before = state["at"]
+            for figure in state["figures"]:
+                seen.add(figure["n"])
+                where = f"figure {figure['n']} ({figure['alt']!r}) at slide {state['at']}"
+                inside = (figure["left"] >= -0.5 and figure["top"] >= -0.5
+                          and figure["right"] <= 1280.5 and figure["bottom"] <= 720.5)
+                if not inside:
+                    corners = [round(figure[k]) for k in ("left", "top", "right", "bottom")]
+                    problems.append(f"{where}: box {corners} is not within 1280 x 720")
+                if any(_overlaps(figure, other) for other in state["chrome"]):
+                    problems.append(f"{where}: under the navigation arrows or the slide number")
+            if state["end"]:
+                break
+            press(browser, Keys.ARROW_RIGHT)
+        missed = sorted(set(range(count)) - seen)
+        assert not missed, f"{name}: → alone never showed figures {missed} of {count}"
+        assert state["end"], f"{name}: → alone stopped at slide {state['at']}, before the end"
+        assert not problems, f"{name}: " + "; ".join(dict.fromkeys(problems))
     finally:
         browser.set_window_size(1280, 900)

@@ -95,7 +95,10 @@ def test_explorer_shows_the_weights_the_package_computes(name, head, browser, ba
     expected = per_head.mean(0) if head == "all" else per_head[head]
     row = torch.tensor(shown["row"], dtype=torch.float64)
     assert torch.allclose(row, expected.double(), atol=1e-6, rtol=0), (row - expected).abs().max()
-    assert f"from it to animal: {expected[key].item():.4f}" in shown["hover"]
+    # The hover names each word with its position (chapter 4's stored output must have been made
+    # by the package as it is now: re-execute the chapter after changing the explorer).
+    hover = f"from it ({query}) to animal ({key}): {expected[key].item():.4f}"
+    assert hover in shown["hover"], shown["hover"]
     assert shown["title"].startswith(f"layer {layer + 1}, ")
     assert shown["kib"] < 1024, f"the explorer weighs {shown['kib']:.0f} KiB"
     with capsys.disabled():
@@ -212,3 +215,70 @@ def test_the_explorer_the_package_writes_has_no_serious_accessibility_violation(
         assert error is None, f"the explorer did not start: {error}"
         violations = accessibility_violations(browser)
     check_accessibility("the explorer (the package's HTML)", violations, request.config)
+
+
+# The boxes (in the window) of the plot's title, the keys' axis title and tick labels, the heat
+# map and the plot's own area, and the hover label over one cell.
+_EXPLORER_LAYOUT = """
+var [query, key, done] = arguments;
+var root = document.querySelector('.attention-explorer');
+var deadline = Date.now() + 30000;
+(function wait() {
+  if (root.dataset.ready !== 'true') {
+    return Date.now() > deadline ? done({error: root.innerText}) : setTimeout(wait, 100);
+  }
+  var plot = root.querySelector('.attention-explorer-plot');
+  var box = function (selector) {
+    var el = selector ? plot.querySelector(selector) : plot;
+    if (!el) return null;
+    var r = el.getBoundingClientRect();
+    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+  };
+  Plotly.Fx.hover(plot, {xval: key, yval: query});
+  setTimeout(function () {
+    var label = plot.querySelector('.hovertext');
+    done({title: box('.gtitle'), axisTitle: box('.xtitle'), ticks: box('.xaxislayer-above'),
+          heatmap: box('.nsewdrag'), area: box(null), hover: label ? label.textContent : null});
+  }, 300);
+})();
+"""
+
+
+def _overlap(a, b):
+    return (a["left"] < b["right"] and b["left"] < a["right"]
+            and a["top"] < b["bottom"] and b["top"] < a["bottom"])
+
+
+def test_the_explorers_title_clears_its_axes_and_its_hover_tells_repeated_words_apart(browser, tmp_path):
+    # What the package writes now (chapter 4 shows it once re-executed): a sentence with "the"
+    # twice and long words on the keys' axis, as the chapter's sentences have.
+    import torch
+
+    from transformer_course.explorer import AttentionExplorer
+
+    plotly = ROOT / "_assets" / "plotly" / "plotly.min.js"
+    if not plotly.is_file():
+        pytest.skip("plotly.js is not in _assets/plotly (run make)")
+    (tmp_path / "_static" / "plotly").mkdir(parents=True)
+    shutil.copy(plotly, tmp_path / "_static" / "plotly" / "plotly.min.js")
+    tokens = "[CLS] the animal didn ' t cross the street because it was too tired . [SEP]".split()
+    T = len(tokens)
+    weights = torch.softmax(torch.randn(2, 3, T, T, generator=torch.Generator().manual_seed(0)), dim=-1)
+    view = AttentionExplorer([tokens], [weights])
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "explorer.html").write_text(
+        f"<html><body>{view._repr_html_()}</body></html>", encoding="utf-8")
+    first, second = 1, 7  # the two "the"
+    assert tokens[first] == tokens[second] == "the"
+    with chromium.serve(tmp_path) as url:
+        browser.get(url + "chapters/explorer.html")
+        shown = browser.execute_async_script(_EXPLORER_LAYOUT, first, second)
+    assert "error" not in shown, shown
+    # the mean of all heads is what the view shows first (layer 1)
+    value = weights[0, :, first, second].mean().item()
+    assert f"from the ({first}) to the ({second}): {value:.4f}" in shown["hover"], shown["hover"]
+    title = shown["title"]
+    for other in ("axisTitle", "ticks", "heatmap"):
+        assert not _overlap(title, shown[other]), f"the title {title} overlaps the {other} {shown[other]}"
+    area = shown["area"]
+    assert area["top"] <= title["top"] and title["bottom"] <= area["bottom"] + 0.5, (title, area)

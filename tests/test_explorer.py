@@ -51,3 +51,23 @@ def test_a_token_cannot_close_the_embedded_script():
 def test_bad_input_is_named(tokens, weights, match):
     with pytest.raises(ValueError, match=match):
         AttentionExplorer(tokens, weights)
+
+
+def test_the_hover_names_each_word_with_its_position():
+    # "from the to the" told nothing when a sentence has "the" twice: the hover gives positions.
+    from transformer_course.explorer import HOVER_TEMPLATE
+
+    assert HOVER_TEMPLATE == ("from <b>%{customdata[0]}</b> (%{customdata[1]}) to "
+                              "<b>%{customdata[2]}</b> (%{customdata[3]}): %{z:.4f}<extra></extra>")
+    page = AttentionExplorer([["the", "cat", "saw", "the", "dog"]], [_weights(T=5)])._repr_html_()
+    assert f'var HOVER = "{HOVER_TEMPLATE}";' in page
+    assert "return [q, i, k, j];" in page  # customdata: query, its position, key, its position
+
+
+def test_the_title_is_under_the_heat_map_away_from_the_keys_axis_title():
+    # The keys' axis (ticks and title) is above the heat map; plotly's title there overlapped it.
+    page = AttentionExplorer([list("abc")], [_weights(T=3)])._repr_html_()
+    title = page[page.index('title: {text: "layer "'):]
+    title = title[:title.index("pad:")]
+    assert 'yref: "paper", y: 0, yanchor: "top"' in title, title
+    assert re.search(r'xaxis: Object\.assign\(\{title: \{text: "attends to \(key\)"\}, side: "top"', page)

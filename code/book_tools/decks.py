@@ -19,6 +19,16 @@ skip / notes / "-"). On top of it this module:
   year)" from references.bib, {numref}`label` becomes "the figure", and any other {role}`text`
   keeps its text; a link to another chapter's notebook leads to that chapter's deck.
 Long code cells fold into a <details> on the slide (see the template); their outputs stay.
+
+Every figure is on the main path and on the screen:
+- the deck runs in reveal.js's linear navigation mode (the template): →, ↓, Space and Page Down
+  all go to the next slide, sub-slides included, so a presenter who only presses → sees every
+  slide and every figure (by default → jumps over a section's vertical sub-slides);
+- a figure that would share its slide with something above it (the text before its code cell,
+  or its cell's printed output) moves onto a sub-slide of its own, right after (its code stays
+  where it was, with the rest of the cell's output); the template's script then shrinks a
+  figure, keeping its aspect ratio, to the height its slide has left, so that no figure slide is
+  taller than the 1280 x 720 screen.
 """
 
 from __future__ import annotations
@@ -50,8 +60,65 @@ def deck_path(chapter: str) -> str:
     return f"slides/{Path(chapter).name}.slides.html"
 
 
+# Output types that put nothing on a slide: a glued value (glue(..., display=False)) is such an
+# output, and nbconvert shows no mimetype it does not know.
+_SHOWN_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "text/html", "text/markdown",
+                "text/latex", "text/plain")
+FIGURE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+NEW_SLIDE = ("slide", "subslide")
+
+
+def _slide_type(cell) -> str:
+    return cell.metadata.get("slideshow", {}).get("slide_type", "-") or "-"
+
+
+def is_figure(output) -> bool:
+    """Whether a code cell's output is a figure (an image) on a slide."""
+    return output.get("output_type") in ("display_data", "execute_result") and any(
+        kind in output.get("data", {}) for kind in FIGURE_TYPES)
+
+
+def _shows_something(output) -> bool:
+    if output.get("output_type") == "stream":
+        return bool(output.get("text", "").strip())
+    if output.get("output_type") == "error":
+        return True
+    return any(kind in output.get("data", {}) for kind in _SHOWN_TYPES)
+
+
+def figures_on_their_own_slides(cells: list) -> list:
+    """The cells with every figure that shares its slide with what comes before it moved onto a
+    sub-slide of its own, right after its code cell.
+
+    A code cell keeps its figures when it starts a slide and shows nothing else (its code, folded
+    or short, is then all that sits above them); otherwise the figures go to a copy of the cell
+    that starts a sub-slide, shows no code (`course.figure_only`, read by the template) and holds
+    only the figures, and the cell itself keeps its code and its other outputs.
+    """
+    out = []
+    for cell in cells:
+        out.append(cell)
+        if cell.cell_type != "code" or _slide_type(cell) in ("skip", "notes"):
+            continue
+        figures = [o for o in cell.get("outputs", []) if is_figure(o)]
+        others = [o for o in cell.get("outputs", []) if not is_figure(o)]
+        if not figures:
+            continue
+        if _slide_type(cell) in NEW_SLIDE and not any(_shows_something(o) for o in others):
+            continue
+        alone = copy.deepcopy(cell)
+        alone.id = f"{cell.get('id', 'cell')}-figure"
+        alone.outputs = figures
+        alone.metadata.setdefault("slideshow", {})["slide_type"] = "subslide"
+        alone.metadata["course"] = {"figure_only": True}
+        cell.outputs = others
+        out.append(alone)
+    return out
+
+
 def slide_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of the notebook ready for the deck: no solution on a slide, no MyST syntax."""
+    """A copy of the notebook ready for the deck: no solution on a slide, no MyST syntax, every
+    figure on a slide where nothing pushes it off the screen."""
     notebook = copy.deepcopy(notebook)
     glued = glued_values(notebook)
     in_solution = False
@@ -69,6 +136,7 @@ def slide_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             "slide_type"
         ) != "skip":
             cell.source = myst_to_markdown(source, glued)
+    notebook.cells = figures_on_their_own_slides(notebook.cells)
     return notebook
 
 

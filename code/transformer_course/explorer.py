@@ -2,7 +2,8 @@
 
 :class:`AttentionExplorer` turns the attention weights our classes compute into a heat map drawn
 by plotly.js: rows are the tokens that attend (queries), columns the tokens they attend to
-(keys), and hovering over a cell shows "from <query> to <key>" with the weight. Three menus choose
+(keys), and hovering over a cell shows "from <query> (<position>) to <key> (<position>)" with
+the weight, so that a word that occurs twice is told apart. Three menus choose
 the sentence, the layer and the head ("all heads" shows their mean). The weights are embedded in
 the output exactly, as float32 bytes (base64), so the page shows the numbers the chapter asserts
 on; nothing is computed or fetched when the page opens except plotly.js itself, which the book
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["AttentionExplorer", "PLOTLY_SOURCES"]
+__all__ = ["HOVER_TEMPLATE", "AttentionExplorer", "PLOTLY_SOURCES"]
 
 # Where the page looks for plotly.js, in order: next to a chapter or deck of the built book
 # (both sit one folder below its root), then JupyterLab's file server at the repository's root.
@@ -128,12 +129,20 @@ class AttentionExplorer:
             f'<select id="{root}-{role}" data-role="{role}">{items}</select></span>\n'
             for role, items in (("sentence", options), ("layer", layers), ("head", heads))
         )
-        return _TEMPLATE.format(root=root, menus=menus, data=data, script=_SCRIPT.replace("__ROOT__", root))
+        script = _SCRIPT.replace("__ROOT__", root).replace("__HOVER__", HOVER_TEMPLATE)
+        return _TEMPLATE.format(root=root, menus=menus, data=data, script=script)
 
     def html_size_kib(self) -> float:
         """The size of the view's HTML (data included), in KiB."""
         return len(self._repr_html_().encode("utf-8")) / 1024
 
+
+# What hovering over a cell shows: the query's and the key's words, each with its position in the
+# sentence (counted from 0, as the tokens are indexed), and the weight, e.g.
+# "from the (1) to the (7): 0.0846". plotly's template syntax; customdata is [query, its position,
+# key, its position].
+HOVER_TEMPLATE = ("from <b>%{customdata[0]}</b> (%{customdata[1]}) to <b>%{customdata[2]}</b> "
+                  "(%{customdata[3]}): %{z:.4f}<extra></extra>")
 
 # For assistive technology: the plot is a figure, not an image (plotly puts its toolbar's buttons
 # inside it, and an image may hold no control), labelled with what its rows and columns are; the
@@ -182,23 +191,30 @@ _SCRIPT = r"""
     }
     return rows;
   }
+  var HOVER = "__HOVER__";
   function draw() {
     var sentence = Number(menus.sentence.value), layer = Number(menus.layer.value), head = menus.head.value;
     var tokens = data.sentences[sentence].tokens, index = tokens.map(function (_, i) { return i; });
-    var labels = tokens.map(function (q) { return tokens.map(function (k) { return [q, k]; }); });
+    /* each cell's words with their positions: a word that occurs twice ("the") stays told apart */
+    var labels = tokens.map(function (q, i) {
+      return tokens.map(function (k, j) { return [q, i, k, j]; });
+    });
     var trace = {
       type: "heatmap", z: matrix(sentence, layer, head), x: index, y: index, customdata: labels,
       /* plotly's Cividis reversed: plots.ATTENTION_CMAP ("cividis_r"), light at 0, dark at 1 */
       zmin: 0, zmax: 1, colorscale: "Cividis", reversescale: true, colorbar: {title: {text: "weight"}},
-      hovertemplate: "from <b>%{customdata[0]}</b> to <b>%{customdata[1]}</b>: %{z:.4f}<extra></extra>"
+      hovertemplate: HOVER
     };
     var axis = {tickmode: "array", tickvals: index, ticktext: tokens, automargin: true};
     var which = head === "all" ? "mean of all heads" : "head " + (Number(head) + 1);
     var layout = {
-      title: {text: "layer " + (layer + 1) + ", " + which, font: {size: 14}},
+      /* under the heat map: above it are the keys' tick labels and axis title, whose height
+         depends on the words, and plotly's title there sat over the axis title */
+      title: {text: "layer " + (layer + 1) + ", " + which, font: {size: 14},
+              yref: "paper", y: 0, yanchor: "top", pad: {t: 12}},
       xaxis: Object.assign({title: {text: "attends to (key)"}, side: "top", tickangle: -45}, axis),
       yaxis: Object.assign({title: {text: "token (query)"}, autorange: "reversed"}, axis),
-      margin: {t: 110, l: 110, r: 30, b: 30}
+      margin: {t: 40, l: 110, r: 30, b: 50}
     };
     Plotly.react(plot, [trace], layout, {displaylogo: false, responsive: true});
   }

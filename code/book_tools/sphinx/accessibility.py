@@ -18,7 +18,8 @@ components, which take precedence over the theme's own) and static/ (its style s
   that are not part of its name).
 - templates/navbar-logo.html: the book's title at the top of the sidebar sits in a navigation
   landmark of its own (region, moderate: the sidebar around it is no landmark).
-- static/book-accessibility.css: the links' colour, for contrast on tinted boxes (see the file).
+- static/book-accessibility.css: the links' colour, for contrast on tinted boxes, and code that
+  wraps its long lines instead of scrolling sideways (reflow; see the file).
 
 The style sheet is not in a top-level _static/ folder on purpose: when that folder exists,
 Jupyter Book adds every .js file of every static path, including the MathJax copy in _assets/, as
