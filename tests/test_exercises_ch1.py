@@ -8,11 +8,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import assert_not_yet_hiding as assert_not_yet
 from conftest import exercise_stub as stub
 from conftest import solution_namespace
-
-import torch.nn.functional as F
 
 from transformer_course import models, rnn, tasks
 from transformer_course.exercises import evaluate
@@ -154,7 +153,7 @@ def test_clip_solution_is_what_the_training_loop_does(clip_by_global_norm):
     norm = clip_by_global_norm(model.parameters(), 0.1)
     expected = torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.1)
     assert float(norm) == pytest.approx(expected.item(), rel=1e-6) and float(norm) > 0.1
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-9)
 
 
@@ -382,7 +381,8 @@ def test_train_loop_rejects_a_wrong_loss():
             if s % eval_every == 0:
                 model.eval()
                 with torch.no_grad():
-                    history.append((s, (model(data.test_inputs).argmax(-1) == data.test_targets).float().mean().item()))
+                    answers = model(data.test_inputs).argmax(-1)
+                history.append((s, (answers == data.test_targets).float().mean().item()))
                 model.train()
         return history
 
@@ -415,4 +415,4 @@ def test_train_loop_watcher_is_invisible_to_a_model_without_mistakes():
                              (watched, ch1._WatchedAdam(watched.parameters(), lr=3e-3, clip_norm=1.0))):
         runs.append(_loop(model, optimizer, data, 20, 10, 16, 1.0, seed=5))
     assert runs[0] == runs[1]
-    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), twin.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), twin.parameters(), strict=True))

@@ -98,9 +98,10 @@ def _gradients(shapes: list[tuple[int, ...]], total_norm: float, generator: torc
                dtype: torch.dtype = torch.float64) -> list[nn.Parameter]:
     """Parameters of ``shapes`` whose gradients, all together, have norm ``total_norm``."""
     params = [nn.Parameter(torch.randn(*shape, generator=generator, dtype=dtype)) for shape in shapes]
-    grads = [torch.randn(*shape, generator=generator, dtype=dtype) * (1 + i) for i, shape in enumerate(shapes)]
+    grads = [torch.randn(*shape, generator=generator, dtype=dtype) * (1 + i)  # unequal sizes
+             for i, shape in enumerate(shapes)]
     norm = torch.sqrt(sum((g**2).sum() for g in grads))
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=True):
         p.grad = g * (total_norm / norm)
     return params
 
@@ -120,10 +121,10 @@ def _grads(params: list[nn.Parameter]) -> list[torch.Tensor | None]:
 
 
 def _same_grads(got: list[torch.Tensor | None], expected: list[torch.Tensor | None]) -> bool:
-    if any((g is None) != (e is None) for g, e in zip(got, expected)):
+    if any((g is None) != (e is None) for g, e in zip(got, expected, strict=True)):
         return False
     return all(g is None or (g.shape == e.shape and torch.allclose(g, e, rtol=1e-5, atol=1e-12))
-               for g, e in zip(got, expected))
+               for g, e in zip(got, expected, strict=True))
 
 
 def _run_clip(clip_by_global_norm, params: list[nn.Parameter], max_norm: float, as_generator: bool):
@@ -151,8 +152,8 @@ def check_clip(clip_by_global_norm) -> None:
         got_norm, got = _run_clip(clip_by_global_norm, params, max_norm, as_generator=False)
         if not _same_grads(got, expected):
             if total <= max_norm:
-                raise NotYet(f"the gradients changed although their norm, {total}, is already below max_norm = "
-                             f"{max_norm}: only a gradient longer than max_norm is rescaled")
+                raise NotYet(f"the gradients changed although their norm, {total}, is already below "
+                             f"max_norm = {max_norm}: only a gradient longer than max_norm is rescaled")
             per_tensor = [g * min(1.0, max_norm / g.norm().item()) for g in before]
             if _same_grads(got, per_tensor) or all(g.norm() <= max_norm * (1 + 1e-6) for g in got):
                 raise NotYet("each tensor was clipped by its own norm: clip by the norm of all gradients "
@@ -259,8 +260,9 @@ class _WatchedAdam(torch.optim.Adam):
     def step(self, closure=None):  # noqa: D102 (Adam's step, with checks)
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
-            raise _Stop("the optimizer stepped without gradients: call loss.backward() before optimizer.step(), "
-                        "and clear the old gradients before backward(), not between backward() and step()")
+            raise _Stop("the optimizer stepped without gradients: call loss.backward() before "
+                        "optimizer.step(), and clear the old gradients before backward(), not between "
+                        "backward() and step()")
         if any(torch.isnan(g).any() for g in grads):
             raise _Stop("the gradients of the previous step were still there at this step: clear them at "
                         "every step (optimizer.zero_grad()) before loss.backward()")
@@ -305,7 +307,8 @@ def check_train_loop(fit) -> None:
                 p.grad = None
     steps = run["steps"]
     expect(optimizer.steps > 0, "the optimizer never stepped: call optimizer.step() after loss.backward()")
-    expect(optimizer.steps == steps, f"fit took {optimizer.steps} optimizer steps; it should take steps = {steps}")
+    expect(optimizer.steps == steps,
+           f"fit took {optimizer.steps} optimizer steps; it should take steps = {steps}")
     expect(set(watched.batch_sizes) == {run["batch_size"]},
            "every training step should read batch_size examples, no more and no fewer")
     expect(len(watched.trained_on) > len(data.train_inputs) // 2,

@@ -175,9 +175,11 @@ def check_path_length(path_layers) -> None:
         call = f"path_layers({kind!r}, {T}, {width})"
         if got in (expected + 1, expected - 1) and kind != "dilated convolution":
             if kind == "convolution" and got == -(-T // (width - 1)):
-                raise NotYet(f"{call} is one too many: the first and the last position are T - 1 apart, not T")
+                raise NotYet(f"{call} is one too many: the first and the last position are T - 1 apart, "
+                             "not T")
             if kind == "restricted self-attention" and got == -(-T // width):
-                raise NotYet(f"{call} is one too many: the first and the last position are T - 1 apart, not T")
+                raise NotYet(f"{call} is one too many: the first and the last position are T - 1 apart, "
+                             "not T")
             if got == expected - 1:
                 raise NotYet(f"{call} is one too few: a layer that brings a signal only part of the way "
                              "still counts as a whole layer (round up)")
@@ -230,10 +232,12 @@ def check_local_attention(local_attention) -> None:
         q, k, v = (torch.randn(B, T, d, generator=generator, dtype=torch.float64) for _ in range(3))
         given = [t.clone() for t in (q, k, v)]
         got = local_attention(*given, reach)
-        expect(isinstance(got, torch.Tensor), f"local_attention should return a tensor, got {type(got).__name__}")
+        expect(isinstance(got, torch.Tensor),
+               f"local_attention should return a tensor, got {type(got).__name__}")
         expect(tuple(got.shape) == (B, T, d),
                f"local_attention should return (B, T, D_h) = ({B}, {T}, {d}), got {tuple(got.shape)}")
-        expect(all(torch.equal(a, b) for a, b in zip(given, (q, k, v))), "local_attention changed its inputs")
+        expect(all(torch.equal(a, b) for a, b in zip(given, (q, k, v), strict=True)),
+               "local_attention changed its inputs")
         got = got.detach()
         expected = _local_reference(q, k, v, reach)
         if _close(got, expected):
@@ -248,10 +252,11 @@ def check_local_attention(local_attention) -> None:
                          "sequence got weights; give them none (a score of -inf)")
         inner = slice(reach, T - reach)
         if T > 2 * reach and not _close(got[:, inner], expected[:, inner]):
-            raise NotYet(f"wrong outputs for B = {B}, T = {T}, D_h = {d}, reach = {reach}, away from the ends "
-                         "too: query i attends (softmax of q . k / sqrt(D_h)) to keys j with |i - j| <= reach")
-        raise NotYet(f"wrong outputs near the ends of the sequence for T = {T}, reach = {reach}: the window of "
-                     "query i holds only the positions that exist")
+            raise NotYet(f"wrong outputs for B = {B}, T = {T}, D_h = {d}, reach = {reach}, away from the "
+                         "ends too: query i attends (softmax of q . k / sqrt(D_h)) to keys j with "
+                         "|i - j| <= reach")
+        raise NotYet(f"wrong outputs near the ends of the sequence for T = {T}, reach = {reach}: the "
+                     "window of query i holds only the positions that exist")
     # The cost: a window of 2r + 1 keys per query, not all T.
     T, d, reach = 512, 8, 3
     q, k, v = (torch.randn(1, T, d, generator=generator) for _ in range(3))
