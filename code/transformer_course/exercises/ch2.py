@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -122,7 +123,9 @@ def _path_layer(kind: str, width: int, depth: int, d_model: int) -> nn.Module:
 
 def measured_path_layers(kind: str, T: int, width: int, d_model: int = 3) -> int:
     """Stack random layers of ``kind`` until a change of the first input changes the last output."""
-    with torch.random.fork_rng(devices=[]), runtime.num_threads(1):
+    with torch.random.fork_rng(devices=[]), runtime.num_threads(1), warnings.catch_warnings():
+        # torch's forward mode loads decompositions through torch.jit.script, which warns once
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
         torch.manual_seed(T + width)
         y = torch.randn(1, T, d_model, dtype=torch.float64)
         change = torch.zeros_like(y)
