@@ -261,7 +261,7 @@ class _WatchedAdam(torch.optim.Adam):
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             raise _Stop("the optimizer stepped without gradients: call loss.backward() before "
-                        "optimizer.step(), and clear the old gradients before backward(), not between "
+                        "the optimizer's step(), and clear the old gradients before backward(), not between "
                         "backward() and step()")
         if any(torch.isnan(g).any() for g in grads):
             raise _Stop("the gradients of the previous step were still there at this step: clear them at "
@@ -272,7 +272,7 @@ class _WatchedAdam(torch.optim.Adam):
                         "not between backward() and step()")
         if norm > self.clip_norm * (1 + 1e-4):
             raise _Stop("the gradient was not clipped: rescale it to norm clip_norm when it is longer, "
-                        "between loss.backward() and optimizer.step()")
+                        "between loss.backward() and the optimizer's step()")
         result = super().step(closure)
         self.steps += 1
         for g in grads:  # used: a loop that does not clear them will add to NaN
@@ -306,7 +306,7 @@ def check_train_loop(fit) -> None:
             for p in watched.parameters():
                 p.grad = None
     steps = run["steps"]
-    expect(optimizer.steps > 0, "the optimizer never stepped: call optimizer.step() after loss.backward()")
+    expect(optimizer.steps > 0, "the optimizer never stepped: call its step() after loss.backward()")
     expect(optimizer.steps == steps,
            f"fit took {optimizer.steps} optimizer steps; it should take steps = {steps}")
     expect(set(watched.batch_sizes) == {run["batch_size"]},
