@@ -4,6 +4,8 @@ the claims of the worked answers hold."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from conftest import assert_not_yet_hiding as assert_not_yet
 from conftest import exercise_stub as stub
 from conftest import solution_namespace
 
-from transformer_course import encoder, gradient_flow
+from transformer_course import attention, encoder, gradient_flow
 from transformer_course.exercises import evaluate
 
 CHAPTER = "02_transformer_architecture"
@@ -140,61 +142,143 @@ def test_pre_ln_worked_answer(gradient_matrix):
     assert diagonal_over_T.min() * 8 > 5  # the diagonal stands out already at T = 8
 
 
-# ---------------------------------------------------------------- ch2-attention-memory
+# ---------------------------------------------------------------- ch2-path-length
 
 
 @pytest.fixture(scope="module")
-def counts():
-    ns = solution_namespace(CHAPTER, "ch2-attention-memory")
-    return ns["attention_weight_count"], ns["hidden_number_count"]
+def path_layers():
+    return solution_namespace(CHAPTER, "ch2-path-length")["path_layers"]
 
 
-def test_attention_memory_solution_is_correct(counts):
-    assert evaluate("ch2-attention-memory", *counts).correct
+def test_path_length_solution_is_correct(path_layers):
+    assert evaluate("ch2-path-length", path_layers).correct
 
 
-def test_attention_memory_worked_answer(counts):
-    """The numbers of the worked answer, and the encoder of the sweep agrees with them."""
-    attention_weight_count, hidden_number_count = counts
-    assert attention_weight_count(2, 4, 1024) == 8_388_608
-    assert hidden_number_count(1024, 32) == 32_768
-    assert attention_weight_count(2, 4, 1024) == 256 * hidden_number_count(1024, 32)
-    net = gradient_flow.build_model("encoder")
-    with torch.no_grad():
-        _, weights = net(torch.randn(1, 64, 32, dtype=torch.float64), return_attention=True)
-    assert sum(w.numel() for w in weights) == attention_weight_count(2, 4, 64)
+def test_path_length_rule_is_the_measurement():
+    """The checker's rule for long sequences agrees with measured stacks, at every small size."""
+    from transformer_course.exercises import ch2
+
+    for kind in ch2.PATH_KINDS:
+        for T in (2, 5, 9, 16, 17):
+            for width in (2, 3, 5):
+                assert ch2.measured_path_layers(kind, T, width) == ch2.path_layers_rule(kind, T, width), (
+                    kind, T, width)
+
+
+def test_path_length_solution_gives_the_chapter_table(path_layers):
+    """k = 3, r = 4, T = 8 .. 64: the counts the chapter measured."""
+    lengths = (8, 16, 32, 64)
+    assert [path_layers("convolution", T, 3) for T in lengths] == [4, 8, 16, 32]
+    assert [path_layers("dilated convolution", T, 3) for T in lengths] == [2, 3, 4, 4]
+    assert [path_layers("restricted self-attention", T, 4) for T in lengths] == [2, 4, 8, 16]
+    assert [path_layers("self-attention", T, 1) for T in lengths] == [1, 1, 1, 1]
+
+
+def _mistake(solution, kind, wrong):
+    """The solution, with `wrong(T, width)` for one kind."""
+    def path_layers(k, T, width):
+        return wrong(T, width) if k == kind else solution(k, T, width)
+    return path_layers
+
+
+@pytest.mark.parametrize(
+    ("kind", "wrong", "hint"),
+    [
+        ("convolution", lambda T, w: -(-T // (w - 1)), "T - 1 apart"),
+        ("convolution", lambda T, w: (T - 1) // (w - 1), "round up"),
+        ("convolution", lambda T, w: -(-(T - 1) // w), "k - 1 positions"),
+        ("restricted self-attention", lambda T, w: -(-(T - 1) // (2 * w + 1)), "2r + 1 keys"),
+        ("restricted self-attention", lambda T, w: -(-T // w), "T - 1 apart"),
+        ("dilated convolution", lambda T, w: math.ceil(math.log(T, w)), "math.log rounds"),
+        ("dilated convolution", lambda T, w: math.ceil(math.log2(T)), "dilated layers"),
+        ("self-attention", lambda T, w: 2, "how many positions"),
+    ],
+    ids=["conv-T", "conv-floor", "conv-k", "restricted-window", "restricted-T", "dilated-float-log",
+         "dilated-log2", "attention-two"],
+)
+def test_path_length_rejects_wrong_rules_with_their_hint(path_layers, kind, wrong, hint):
+    verdict = evaluate("ch2-path-length", _mistake(path_layers, kind, wrong))
+    assert_not_yet(verdict, [])
+    assert hint in verdict.hint, verdict.hint
+
+
+def test_path_length_stub_is_not_attempted():
+    assert evaluate("ch2-path-length", stub).status == "not attempted yet"
+
+
+# ---------------------------------------------------------------- ch2-local-attention
+
+
+@pytest.fixture(scope="module")
+def local_attention():
+    return solution_namespace(CHAPTER, "ch2-local-attention")["local_attention"]
+
+
+def test_local_attention_solution_is_correct(local_attention):
+    assert evaluate("ch2-local-attention", local_attention).correct
+
+
+def test_local_attention_cost_is_linear_in_T(local_attention):
+    """FLOPs counted: 4 T (2r + 1) D_h, doubling with T; the masked full version grows like T^2."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for T in (256, 512, 1024):
+        q = torch.randn(1, T, 8)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            local_attention(q, q, q, 3)
+        counts.append(counter.get_total_flops())
+        assert counts[-1] == 4 * T * 7 * 8
+    assert counts[2] == 2 * counts[1] == 4 * counts[0]
+
+
+def _band_masked(q, k, v, reach):
+    """Right outputs, but all T x T scores."""
+    T = q.shape[1]
+    band = (torch.arange(T)[:, None] - torch.arange(T)).abs() <= reach
+    return attention.scaled_dot_product_attention(q, k, v, band)[0]
+
+
+def _windows(q, k, v, reach, scale=True, mask_edges=True, left=None, right=None):
+    """The solution's windows, with one mistake switched on."""
+    left = reach if left is None else left
+    right = reach if right is None else right
+    B, T, d = q.shape
+    pad = (0, 0, reach, reach)
+    keys = torch.nn.functional.pad(k, pad).unfold(1, 2 * reach + 1, 1)
+    values = torch.nn.functional.pad(v, pad).unfold(1, 2 * reach + 1, 1)
+    scores = torch.einsum("btd,btdw->btw", q, keys) / (math.sqrt(d) if scale else 1.0)
+    offset = torch.arange(-reach, reach + 1)
+    position = torch.arange(T)[:, None] + offset
+    keep = (offset >= -left) & (offset <= right)
+    if mask_edges:
+        keep = keep & (position >= 0) & (position < T)
+    else:
+        keep = keep.expand(T, -1)
+    weights = scores.masked_fill(~keep, float("-inf")).softmax(-1)
+    return torch.einsum("btw,btdw->btd", weights, values)
 
 
 @pytest.mark.parametrize(
     ("wrong", "hint"),
     [
-        (lambda num_layers, num_heads, T: num_heads * T * T, "number of layers"),  # one layer only
-        (lambda num_layers, num_heads, T: num_layers * num_heads * T, "grows like T"),  # T, not T^2
-        (lambda num_layers, num_heads, T: num_layers * T * T, "return_attention"),  # heads forgotten
-        (lambda num_layers, num_heads, T: num_layers * num_heads * T * (T - 1), "return_attention"),
+        (_band_masked, "all T x T scores"),
+        (lambda q, k, v, r: _windows(q, k, v, r, scale=False), "not scaled"),
+        (lambda q, k, v, r: _windows(q, k, v, r, mask_edges=False), "padded beyond the ends"),
+        (lambda q, k, v, r: _windows(q, k, v, r, left=max(r - 1, 0), right=max(r - 1, 0)), "both ends"),
+        (lambda q, k, v, r: _windows(q, k, v, r, left=r, right=0), "away from the ends"),
+        (lambda q, k, v, r: _windows(q, k, v, r)[:, :-1], "(B, T, D_h)"),
     ],
-    ids=["no-layers", "linear-in-T", "no-heads", "no-diagonal"],
+    ids=["band-mask", "no-scale", "edges", "narrow", "one-sided", "shape"],
 )
-def test_attention_memory_rejects_wrong_weight_counts(counts, wrong, hint):
-    verdict = evaluate("ch2-attention-memory", wrong, counts[1])
-    assert_not_yet(verdict, [3 * 2 * 7 * 7])
-    assert hint in verdict.hint
+def test_local_attention_rejects_wrong_answers_with_their_hint(wrong, hint):
+    verdict = evaluate("ch2-local-attention", wrong)
+    assert_not_yet(verdict, [])
+    assert hint in verdict.hint, verdict.hint
 
 
-@pytest.mark.parametrize(
-    "wrong",
-    [lambda T, d_model: T + d_model, lambda T, d_model: d_model, lambda T, d_model: (T + 1) * d_model],
-    ids=["sum", "last-state-only", "with-h0"],
-)
-def test_attention_memory_rejects_wrong_hidden_counts(counts, wrong):
-    verdict = evaluate("ch2-attention-memory", counts[0], wrong)
-    assert_not_yet(verdict, [7 * 8])
-    assert "hidden_number_count" in verdict.hint
-
-
-def test_attention_memory_stubs_are_not_attempted(counts):
-    assert evaluate("ch2-attention-memory", stub, stub).status == "not attempted yet"
-    assert evaluate("ch2-attention-memory", counts[0], stub).status == "not attempted yet"
+def test_local_attention_stub_is_not_attempted():
+    assert evaluate("ch2-local-attention", stub).status == "not attempted yet"
 
 
 # ---------------------------------------------------------------- ch2-orthogonal-rnn (conceptual)

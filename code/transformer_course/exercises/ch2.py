@@ -3,16 +3,26 @@
 - ``ch2-pre-ln``: ``gradient_matrix(net, x, w)``, the (T, T) gradient norms for a loss on every
   position, against the full Jacobian on pre-LN and post-LN encoders of sizes and lengths the
   chapter does not use.
-- ``ch2-attention-memory``: ``attention_weight_count(num_layers, num_heads, T)`` against the
-  number of weights an actual encoder returns with ``return_attention=True``, and
-  ``hidden_number_count(T, d_model)`` against the size of an actual RNN's sequence of states.
+- ``ch2-path-length``: ``path_layers(kind, T, width)``, the layers a stack of causal
+  convolutions (contiguous or dilated, kernel width k), of restricted or of full self-attention
+  needs before its last output depends on its first input, against stacks measured here at
+  lengths and widths the chapter does not use, and against the measurement's rule at lengths too
+  long to measure.
+- ``ch2-local-attention``: ``local_attention(q, k, v, reach)`` against the package's attention
+  with a band mask, at unseen sizes and reaches, and its FLOPs (counted by
+  ``torch.utils.flop_counter``) against the T·(2r + 1) scores it may compute.
 """
 
 from __future__ import annotations
 
-import torch
+import math
+import warnings
 
-from .. import encoder
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .. import attention, encoder, runtime
 from ._core import NotYet, as_number, checker, expect, expect_close
 
 # ---------------------------------------------------------------- ch2-pre-ln
@@ -71,43 +81,192 @@ def check_pre_ln(gradient_matrix) -> None:
                      atol=1e-12, rtol=1e-6)
 
 
-# ---------------------------------------------------------------- ch2-attention-memory
+# ---------------------------------------------------------------- ch2-path-length
+
+PATH_KINDS = ("convolution", "dilated convolution", "restricted self-attention", "self-attention")
 
 
-@checker("ch2-attention-memory")
-def check_attention_memory(attention_weight_count, hidden_number_count) -> None:
-    """Counts against what an actual encoder and an actual RNN produce, at unseen sizes."""
-    for num_layers, num_heads, T, d_model in ((3, 2, 7, 8), (1, 5, 12, 10), (4, 3, 5, 6)):
-        net = _encoder(num_layers, d_model, num_heads, norm_first=False, seed=0)
-        with torch.no_grad():
-            _, weights = net(torch.zeros(1, T, d_model, dtype=torch.float64), return_attention=True)
-            with torch.random.fork_rng(devices=[]):
-                recurrent = torch.nn.RNN(d_model, d_model, batch_first=True)
-            states, _ = recurrent(torch.zeros(1, T, d_model))  # (1, T, D): h_1 .. h_T
-        n_weights = sum(w.numel() for w in weights)  # L x (1, H, T, T)
-        name = "attention_weight_count"
-        got = as_number(attention_weight_count(num_layers, num_heads, T), name, whole=True)
-        if got != n_weights:
-            more_layers = as_number(attention_weight_count(2 * num_layers, num_heads, T), name, whole=True)
-            longer = as_number(attention_weight_count(num_layers, num_heads, 2 * T), name, whole=True)
-            if more_layers == got:
-                raise NotYet("attention_weight_count does not grow with the number of layers: every layer "
-                             "has its own attention weights")
-            if longer == 2 * got:
-                raise NotYet("attention_weight_count grows like T: how many weights does one head "
-                             "compute for T queries and T keys?")
-            raise NotYet(f"attention_weight_count({num_layers}, {num_heads}, {T}) is not the number of "
-                         "weights the encoder returns with return_attention=True for one sequence")
-        got = as_number(hidden_number_count(T, d_model), "hidden_number_count", whole=True)
-        expect(got == states.numel(),
-               f"hidden_number_count({T}, {d_model}) is not the number of values in the RNN's hidden "
-               "states h_1 .. h_T for one sequence")
-    # Long sequences, where building the encoder would be slow: the formula the encoder obeyed.
-    for num_layers, num_heads, T, d_model in ((6, 8, 4096, 512), (12, 12, 512, 768)):
-        got = as_number(attention_weight_count(num_layers, num_heads, T), "attention_weight_count",
-                        whole=True)
-        expect(got == num_layers * num_heads * T * T,
-               f"attention_weight_count({num_layers}, {num_heads}, {T}) is wrong for a long sequence: "
-               "use exact integer arithmetic")
-        got = as_number(hidden_number_count(T, d_model), "hidden_number_count", whole=True)
-        expect(got == T * d_model, f"hidden_number_count({T}, {d_model}) is wrong for a long sequence")
+class _CausalConv(nn.Module):
+    """Output t from inputs t - (k-1) d .. t (d: dilation), width ``d_model``: (1, T, D) -> (1, T, D)."""
+
+    def __init__(self, d_model: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.left = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(nn.functional.pad(x.transpose(1, 2), (self.left, 0))).transpose(1, 2)
+
+
+class _BandAttention(nn.Module):
+    """Self-attention in which query i sees the keys j with |i - j| <= reach (None: every key)."""
+
+    def __init__(self, d_model: int, reach: int | None) -> None:
+        super().__init__()
+        self.reach = reach
+        self.attention = attention.MultiHeadAttention(d_model, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        distance = (torch.arange(T)[:, None] - torch.arange(T)).abs()
+        band = distance <= (T if self.reach is None else self.reach)
+        return self.attention(x, attention_mask=band[None], need_weights=True)[0]
+
+
+def _path_layer(kind: str, width: int, depth: int, d_model: int) -> nn.Module:
+    if kind == "convolution":
+        return _CausalConv(d_model, width, 1)
+    if kind == "dilated convolution":
+        return _CausalConv(d_model, width, width**depth)
+    return _BandAttention(d_model, width if kind == "restricted self-attention" else None)
+
+
+def measured_path_layers(kind: str, T: int, width: int, d_model: int = 3) -> int:
+    """Stack random layers of ``kind`` until a change of the first input changes the last output."""
+    with torch.random.fork_rng(devices=[]), runtime.num_threads(1), warnings.catch_warnings():
+        # torch's forward mode loads decompositions through torch.jit.script, which warns once
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+        torch.manual_seed(T + width)
+        y = torch.randn(1, T, d_model, dtype=torch.float64)
+        change = torch.zeros_like(y)
+        change[0, 0] = 1.0
+        for depth in range(T):
+            layer = _path_layer(kind, width, depth, d_model).double()
+            y, change = torch.func.jvp(layer, (y,), (change,))
+            if change[0, -1].abs().max() > 0:
+                return depth + 1
+    raise AssertionError(f"{kind}: not connected after {T} layers")  # never: one layer reaches at least 1
+
+
+def path_layers_rule(kind: str, T: int, width: int) -> int:
+    """The rule the measurements follow, in exact integer arithmetic (for lengths too long to measure)."""
+    if kind == "self-attention" or T == 1:
+        return 1
+    if kind == "convolution":
+        return -(-(T - 1) // (width - 1))
+    if kind == "restricted self-attention":
+        return -(-(T - 1) // width)
+    layers = 1
+    while width**layers < T:  # k^L positions reached after L dilated layers
+        layers += 1
+    return layers
+
+
+_PATH_MEASURED = [  # (kind, T, width): lengths and widths the chapter does not use
+    ("convolution", 23, 4), ("convolution", 41, 5), ("convolution", 12, 2),
+    ("dilated convolution", 30, 2), ("dilated convolution", 27, 3), ("dilated convolution", 28, 3),
+    ("dilated convolution", 50, 4),
+    ("restricted self-attention", 29, 3), ("restricted self-attention", 25, 6),
+    ("restricted self-attention", 13, 12),
+    ("self-attention", 37, 1),
+]
+_PATH_LONG = [  # too long to measure here: the rule the measured cases follow
+    ("convolution", 100_000, 7), ("dilated convolution", 3**12, 3), ("dilated convolution", 3**12 + 1, 3),
+    ("dilated convolution", 5**3, 5), ("dilated convolution", 10**15 + 1, 10),  # where math.log rounds
+    ("restricted self-attention", 4097, 128), ("self-attention", 10**6, 1),
+]
+
+
+@checker("ch2-path-length")
+def check_path_length(path_layers) -> None:
+    """Layers to connect the first input to the last output, measured on stacks the chapter did not build."""
+    for kind, T, width in _PATH_MEASURED + _PATH_LONG:
+        expected = measured_path_layers(kind, T, width) if T <= 64 else path_layers_rule(kind, T, width)
+        got = as_number(path_layers(kind, T, width), "path_layers", whole=True)
+        if got == expected:
+            continue
+        call = f"path_layers({kind!r}, {T}, {width})"
+        if got in (expected + 1, expected - 1) and kind != "dilated convolution":
+            if kind == "convolution" and got == -(-T // (width - 1)):
+                raise NotYet(f"{call} is one too many: the first and the last position are T - 1 apart, "
+                             "not T")
+            if kind == "restricted self-attention" and got == -(-T // width):
+                raise NotYet(f"{call} is one too many: the first and the last position are T - 1 apart, "
+                             "not T")
+            if got == expected - 1:
+                raise NotYet(f"{call} is one too few: a layer that brings a signal only part of the way "
+                             "still counts as a whole layer (round up)")
+        if kind == "convolution" and got == -(-(T - 1) // width):
+            raise NotYet(f"{call} is wrong: a causal kernel of width k reads k positions, the output's own "
+                         "and k - 1 before it, so one layer moves a signal k - 1 positions")
+        if kind == "restricted self-attention" and got == -(-(T - 1) // (2 * width + 1)):
+            raise NotYet(f"{call} is wrong: the window has 2r + 1 keys, but a signal moves at most r "
+                         "positions towards the end in one layer")
+        if kind == "dilated convolution":
+            if got == math.ceil(math.log(T, width)):
+                raise NotYet(f"{call} is one off: math.log rounds, and here its rounding crosses a whole "
+                             "number; use exact integer arithmetic (the smallest L with k**L >= T)")
+            raise NotYet(f"{call} is wrong: after L dilated layers of width k, how many positions back "
+                         "can the last output read?")
+        raise NotYet(f"{call} is wrong: how many positions towards the end does one layer of this kind move "
+                     "a signal, and how far apart are the first and the last position?")
+
+
+# ---------------------------------------------------------------- ch2-local-attention
+
+
+def _band(T: int, reach: int) -> torch.Tensor:
+    return (torch.arange(T)[:, None] - torch.arange(T)).abs() <= reach  # (T, T), True = may attend
+
+
+def _local_reference(q, k, v, reach: int, scale: bool = True, window_of_zeros: bool = False) -> torch.Tensor:
+    """Band-masked attention; with ``window_of_zeros``, the zero keys and values beyond the ends count too."""
+    if not scale:
+        q = q * math.sqrt(q.shape[-1])
+    if window_of_zeros:
+        T = q.shape[-2]
+        pad = (0, 0, reach, reach)
+        k, v = nn.functional.pad(k, pad), nn.functional.pad(v, pad)  # (B, T + 2r, d)
+        offset = torch.arange(T + 2 * reach)[None, :] - torch.arange(T)[:, None]  # key j' = i + offset
+        return attention.scaled_dot_product_attention(q, k, v, (offset >= 0) & (offset <= 2 * reach))[0]
+    return attention.scaled_dot_product_attention(q, k, v, _band(q.shape[-2], reach))[0]
+
+
+def _close(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    return tuple(got.shape) == tuple(expected.shape) and torch.allclose(
+        got.to(expected.dtype), expected, rtol=1e-6, atol=1e-9)
+
+
+@checker("ch2-local-attention")
+def check_local_attention(local_attention) -> None:
+    """Outputs against band-masked attention at unseen sizes; FLOPs against the window's size."""
+    generator = torch.Generator().manual_seed(77)
+    for B, T, d, reach in ((2, 13, 5, 2), (1, 9, 3, 0), (3, 11, 4, 1), (1, 6, 7, 5), (2, 17, 6, 3)):
+        q, k, v = (torch.randn(B, T, d, generator=generator, dtype=torch.float64) for _ in range(3))
+        given = [t.clone() for t in (q, k, v)]
+        got = local_attention(*given, reach)
+        expect(isinstance(got, torch.Tensor),
+               f"local_attention should return a tensor, got {type(got).__name__}")
+        expect(tuple(got.shape) == (B, T, d),
+               f"local_attention should return (B, T, D_h) = ({B}, {T}, {d}), got {tuple(got.shape)}")
+        expect(all(torch.equal(a, b) for a, b in zip(given, (q, k, v), strict=True)),
+               "local_attention changed its inputs")
+        got = got.detach()
+        expected = _local_reference(q, k, v, reach)
+        if _close(got, expected):
+            continue
+        if _close(got, _local_reference(q, k, v, reach, scale=False)):
+            raise NotYet("the scores are not scaled: divide q . k by the square root of D_h")
+        if reach > 0 and _close(got, _local_reference(q, k, v, reach - 1)):
+            raise NotYet(f"with reach = {reach} query i must see the keys i - reach .. i + reach, both ends "
+                         "included")
+        if _close(got, _local_reference(q, k, v, reach, window_of_zeros=True)):
+            raise NotYet("the first and last positions are wrong: the zeros padded beyond the ends of the "
+                         "sequence got weights; give them none (a score of -inf)")
+        inner = slice(reach, T - reach)
+        if T > 2 * reach and not _close(got[:, inner], expected[:, inner]):
+            raise NotYet(f"wrong outputs for B = {B}, T = {T}, D_h = {d}, reach = {reach}, away from the "
+                         "ends too: query i attends (softmax of q . k / sqrt(D_h)) to keys j with "
+                         "|i - j| <= reach")
+        raise NotYet(f"wrong outputs near the ends of the sequence for T = {T}, reach = {reach}: the "
+                     "window of query i holds only the positions that exist")
+    # The cost: a window of 2r + 1 keys per query, not all T.
+    T, d, reach = 512, 8, 3
+    q, k, v = (torch.randn(1, T, d, generator=generator) for _ in range(3))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        local_attention(q, k, v, reach)
+    window_flops = 2 * 2 * T * (2 * reach + 1) * d  # scores and weighted sum, a multiply-add = 2 FLOPs
+    expect(counter.get_total_flops() <= 2 * window_flops,
+           f"right outputs, but at T = {T} with reach = {reach} your function does "
+           f"{counter.get_total_flops() / window_flops:.0f} times the work of the windows: it computes all "
+           "T x T scores (a mask only throws them away); compute the 2 reach + 1 scores of each query only")
