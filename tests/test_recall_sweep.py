@@ -29,8 +29,8 @@ def test_the_record_holds_every_model_distance_and_seed_once():
 
 
 def test_the_record_holds_every_task_variant_distance_and_seed_once():
-    keys = [(run["model"], run["forget_bias"], run["positions"], run["shared_symbols"], run["distance"], run["seed"])
-            for run in RECORD["task_variants"]]
+    fields = ("model", "forget_bias", "positions", "shared_symbols", "distance", "seed")
+    keys = [tuple(run[field] for field in fields) for run in RECORD["task_variants"]]
     expected = {(kind, bias, positions, shared, distance, seed)
                 for kind, bias, positions, shared, _ in recall_sweep.task_variants()
                 for distance in recall_sweep.VARIANT_DISTANCES for seed in (0, 1, 2)}
@@ -92,9 +92,10 @@ def test_the_chapters_conclusion_at_d_50_is_reproduced():
 
 
 def _variant_accuracy(model: str, positions: str | None, distance: int, seed: int) -> float:
-    (run,) = [run for run in RECORD["task_variants"] if (run["model"], run["positions"], run["shared_symbols"],
-                                                         run["distance"], run["seed"]) == (model, positions, True,
-                                                                                            distance, seed)]
+    wanted = {"model": model, "positions": positions, "shared_symbols": True,
+              "distance": distance, "seed": seed}
+    (run,) = [run for run in RECORD["task_variants"]
+              if all(run[key] == value for key, value in wanted.items())]
     return run["accuracy"]
 
 

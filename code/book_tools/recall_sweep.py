@@ -84,8 +84,9 @@ def _grid_runs(grid: distance_grid.GridResult, **fields) -> list[dict]:
 def _timed_grid(label: str, build: Callable[[], torch.nn.Module], kind: str, seeds: list[int],
                 distances: tuple[int, ...], shared_symbols: bool = False) -> distance_grid.GridResult:
     start = time.perf_counter()
-    grid = distance_grid.run_distance_grid(build, steps=distance_grid.STEPS[kind], seeds=seeds, distances=distances,
-                                           shared_symbols=shared_symbols, device="cpu", progress=False)
+    grid = distance_grid.run_distance_grid(build, steps=distance_grid.STEPS[kind], seeds=seeds,
+                                           distances=distances, shared_symbols=shared_symbols, device="cpu",
+                                           progress=False)
     print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
     return grid
 
