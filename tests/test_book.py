@@ -240,11 +240,11 @@ def solution_cell_ids(notebook: dict) -> list[str]:
 
 @pytest.mark.book
 @pytest.mark.parametrize("chapter", numbered_chapters())
-def test_chapter_has_three_exercises_each_with_a_hidden_solution(chapter):
+def test_chapter_has_four_exercises_each_with_a_hidden_solution(chapter):
     needs_build()
     html = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
     exercises = re.findall(r'<div class="exercise admonition" id="([^"]+)"', html)
-    assert len(exercises) >= 3, f"{chapter}: {len(exercises)} exercises, expected at least 3"
+    assert len(exercises) >= 4, f"{chapter}: {len(exercises)} exercises, expected at least 4"
     # sphinx-exercise titles each solution "Solution to <a href="#label">Exercise n</a>".
     solutions = re.findall(
         r'<div class="solution ([^"]*)"[^>]*>\s*<p class="admonition-title">Solution to'
@@ -282,7 +282,8 @@ def test_exercises_are_coding_with_a_checker_or_conceptual_with_a_worked_answer(
     cells = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))["cells"]
     blocks = exercise_solutions(cells)
     coding = [block for block in blocks if block["code"]]
-    assert coding, f"{chapter}: no coding exercise"
+    assert len(blocks) >= 4, f"{chapter}: {len(blocks)} exercises, expected at least 4"
+    assert len(coding) >= 3, f"{chapter}: {len(coding)} coding exercises with a checker, expected at least 3"
     assert len(coding) < len(blocks), f"{chapter}: no conceptual question with a worked answer"
     for block in coding:
         label = block["label"]
