@@ -11,9 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transformer_course.attention import MultiHeadAttention, Packing
+from transformer_course.attention import MultiHeadAttention
 from transformer_course.bert import BertStyleConfig, PretrainedEncoder
 from transformer_course.encoder import Encoder
+from transformer_course.packing import Packing
 
 B, T, D, H = 4, 9, 16, 4
 

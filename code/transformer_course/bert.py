@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from . import _checks, runtime
-from .attention import Packing
 from .embedding import TokenEmbedding
 from .encoder import Encoder
+from .packing import Packing
 from .positional import LearnedPositionalEncoding
 from .tokenization import WordPieceTokenizer
 from .tokenization.basic import check_texts, pad_batch

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .attention import MultiHeadAttention, Packing, expand_mask
+from .attention import MultiHeadAttention, expand_mask
+from .packing import Packing
 
 __all__ = ["FeedForward", "EncoderLayer", "Encoder", "layer_from_torch", "stack_from_torch"]
 
