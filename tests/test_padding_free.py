@@ -151,18 +151,19 @@ def test_bad_input_gets_clear_errors():
 
 
 def test_packing_round_trip_and_layout():
-    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
     packing = Packing.from_mask(mask)
-    assert packing.lengths == (2, 4, 0) and packing.width == 4 and packing.shape == (3, 4)
-    assert packing.index.tolist() == [1, 2, 4, 5, 6, 7]
-    assert packing.slots.tolist() == [0, 1, 4, 5, 6, 7]  # each row's real tokens first, width 4
-    assert packing.key_mask.shape == (3, 1, 1, 4)
-    x = torch.randn(3, 4, 5)
+    assert packing.lengths == (2, 2, 0, 4, 1) and packing.shape == (5, 4)
+    assert packing.index.tolist() == [1, 2, 4, 5, 12, 13, 14, 15, 16]
+    # rows 0 and 1 (2 tokens each) are one run; the empty row is skipped; then 4, then 1
+    assert packing.runs == ((0, 2, 2), (4, 1, 4), (8, 1, 1))
+    x = torch.randn(5, 4, 3)
     packed = packing.pack(x)
-    assert packed.shape == (6, 5)
+    assert packed.shape == (9, 3)
     assert torch.equal(packing.unpack(packed), x * mask[:, :, None])
     even = Packing.from_mask(torch.ones(2, 3, dtype=torch.bool))
-    assert even.slots is None and even.key_mask is None and even.width == 3
+    assert even.runs == ((0, 2, 3),)  # one batch, one attention call
+    assert Packing.from_mask(torch.zeros(2, 3, dtype=torch.bool)).runs == ()
 
 
 def test_attend_packed_equals_masked_attention():

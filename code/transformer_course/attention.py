@@ -217,10 +217,11 @@ class MultiHeadAttention(nn.Module):
 
         ``x`` holds only the real tokens of a padded batch, row after row (``packing.pack``);
         each token attends to the real tokens of its own row, as the padded path with a padding
-        mask computes for them. The projections run on the N real tokens only. For the attention
-        itself the rows are put side by side at the longest row's length ``packing.width``
-        (``T_max <= T``), each row's tokens first, then taken back out; when every row has the
-        same number of real tokens, the packed matrix already is that batch and nothing is copied.
+        mask computes for them. The projections run on the N real tokens only. Attention runs
+        once per run of consecutive rows with the same number of real tokens (``packing.runs``):
+        such a block of the packed matrix is a batch without padding, so no mask is needed and
+        no padded position is computed. Every row the same length: one call; sentences sorted by
+        length: a few.
 
         Shape:
             x (N, D), N = number of real tokens -> (N, D)
@@ -235,25 +236,19 @@ class MultiHeadAttention(nn.Module):
             >>> tuple(packed.shape), torch.allclose(packed, padded[real.bool()], atol=1e-6)
             ((5, 8), True)
         """
-        N = x.shape[0]
-        B, width, H, D_h = len(packing.lengths), packing.width, self.num_heads, self.head_dim
+        H, D_h = self.num_heads, self.head_dim
         dropout_p = self.dropout if self.training else 0.0
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (N, D) each
-        if N == 0:  # only padding: nothing attends
+        contexts = []
+        for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
+            end = start + rows * length
+            q_r, k_r, v_r = (t[start:end].view(rows, length, H, D_h).transpose(1, 2)
+                             for t in (q, k, v))  # (r·n, D) -> (r, H, n, D_h)
+            context = fused_attention(q_r, k_r, v_r, None, dropout_p)  # (r, n, H, D_h)
+            contexts.append(context.reshape(rows * length, self.d_model))  # (r·n, D)
+        if not contexts:  # only padding: nothing attends
             return self.out_proj(v)
-        if packing.slots is None:  # every row has `width` real tokens: (N, D) is (B, width, D)
-            q, k, v = (t.view(B, width, H, D_h).transpose(1, 2) for t in (q, k, v))  # (B, H, width, D_h)
-            context = fused_attention(q, k, v, None, dropout_p)  # (B, width, H, D_h)
-            return self.out_proj(context.reshape(N, self.d_model))
-
-        def side_by_side(t: torch.Tensor) -> torch.Tensor:
-            """(N, D) -> (B, H, width, D_h), zeros after each row's real tokens."""
-            rows = t.new_zeros(B * width, self.d_model).index_copy(0, packing.slots, t)
-            return rows.view(B, width, H, D_h).transpose(1, 2)
-
-        context = fused_attention(side_by_side(q), side_by_side(k), side_by_side(v), packing.key_mask,
-                                  dropout_p)  # (B, width, H, D_h)
-        context = context.reshape(B * width, self.d_model).index_select(0, packing.slots)  # (N, D)
+        context = contexts[0] if len(contexts) == 1 else torch.cat(contexts)  # (N, D)
         return self.out_proj(context)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,12 @@
 """The padding-free layout of an encoder: the real tokens of a padded batch packed into one matrix.
 
 A padded batch (B, T, D) with a padding mask (B, T) holds N real tokens. :class:`Packing` says
-where each of them goes in the packed (N, D) matrix and back, and how attention puts the rows
-side by side again; :meth:`~transformer_course.attention.MultiHeadAttention.attend_packed` and
-the ``encode_packed`` methods of :mod:`~transformer_course.encoder` compute on that layout.
+where each of them goes in the packed (N, D) matrix and back, and which blocks of it attention
+can take as batches without padding;
+:meth:`~transformer_course.attention.MultiHeadAttention.attend_packed` and the ``encode_packed``
+methods of :mod:`~transformer_course.encoder` compute on that layout.
 
-Legend: B batch, T length, D width, N real tokens, T_max the most real tokens in a row.
+Legend: B batch, T length, D width, N real tokens.
 """
 
 from __future__ import annotations
@@ -35,29 +36,25 @@ class Packing:
     Attributes:
         index: (N,) position b·T + t of each real token in the flattened (B·T) batch, row by row.
         lengths: real tokens per row, B Python ints (a row of padding only has 0).
-        width: the most real tokens in any row, T_max.
-        slots: (N,) position b·T_max + j of each real token once the rows are put side by side
-            at width T_max with their real tokens first; None when every row has T_max real
-            tokens (then the packed matrix is already that (B, T_max) batch).
-        key_mask: (B, 1, 1, T_max) True on the filled slots, for attention; None with ``slots``.
+        runs: the consecutive rows of equal length, as (first token, rows r, length n): the
+            block of r·n rows of the packed matrix that starts there is an (r, n) batch with no
+            padding, which attention takes in one call (rows of padding only are left out).
         shape: (B, T) of the padded batch.
 
     Examples:
-        >>> packing = Packing.from_mask(torch.tensor([[1, 1, 0], [0, 1, 0]]))
-        >>> packing.index.tolist(), packing.lengths, packing.width, packing.slots.tolist()
-        ([0, 1, 4], (2, 1), 2, [0, 1, 2])
-        >>> x = torch.arange(6.0).view(2, 3, 1)  # (B, T, D) = (2, 3, 1)
+        >>> packing = Packing.from_mask(torch.tensor([[1, 1, 0], [0, 1, 1], [0, 1, 0]]))
+        >>> packing.index.tolist(), packing.lengths, packing.runs
+        ([0, 1, 4, 5, 7], (2, 2, 1), ((0, 2, 2), (4, 1, 1)))
+        >>> x = torch.arange(9.0).view(3, 3, 1)  # (B, T, D) = (3, 3, 1)
         >>> packing.pack(x).flatten().tolist()  # (N, D): the real tokens only
-        [0.0, 1.0, 4.0]
+        [0.0, 1.0, 4.0, 5.0, 7.0]
         >>> packing.unpack(packing.pack(x)).flatten().tolist()  # (B, T, D), 0 at the padding
-        [0.0, 1.0, 0.0, 0.0, 4.0, 0.0]
+        [0.0, 1.0, 0.0, 0.0, 4.0, 5.0, 0.0, 7.0, 0.0]
     """
 
     index: torch.Tensor
     lengths: tuple[int, ...]
-    width: int
-    slots: torch.Tensor | None
-    key_mask: torch.Tensor | None
+    runs: tuple[tuple[int, int, int], ...]
     shape: tuple[int, int]
 
     @classmethod
@@ -72,17 +69,17 @@ class Packing:
                 f"(True = real token), got {tuple(mask.shape)}"
             )
         B, T = mask.shape
-        counts = mask.sum(dim=1)  # (B,)
-        lengths = tuple(int(n) for n in counts.tolist())
-        width = max(lengths, default=0)
+        lengths = tuple(int(n) for n in mask.sum(dim=1).tolist())
         index = mask.reshape(-1).nonzero().squeeze(1)  # (N,), row by row
-        if all(n == width for n in lengths):
-            return cls(index, lengths, width, None, None, (B, T))
-        rank = mask.cumsum(dim=1) - 1  # (B, T): j of the j-th real token of its row
-        row_start = torch.arange(B, device=mask.device)[:, None] * width  # (B, 1)
-        slots = (row_start + rank)[mask]  # (N,)
-        key_mask = torch.arange(width, device=mask.device) < counts[:, None]  # (B, T_max)
-        return cls(index, lengths, width, slots, key_mask[:, None, None, :], (B, T))
+        runs: list[list[int]] = []  # [first token, rows, length] per run of equal lengths
+        start = 0
+        for n in lengths:
+            if runs and runs[-1][2] == n:
+                runs[-1][1] += 1
+            elif n > 0:
+                runs.append([start, 1, n])
+            start += n
+        return cls(index, lengths, tuple(tuple(run) for run in runs), (B, T))
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (N, D): the real tokens, row after row."""
