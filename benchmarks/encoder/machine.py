@@ -25,6 +25,42 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# The CPU flags that decide how fast matrix products run, strongest first: (flag, what it is).
+MATRIX_FEATURES = (
+    ("amx_bf16", "AMX bf16 (matrix tiles)"),
+    ("avx512_bf16", "AVX-512 bf16 (dot products)"),
+    ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+    ("fma", "FMA"),
+)
+
+
+def matrix_features(flags: set[str] | None = None) -> list[str]:
+    """The matrix features this CPU has, by :data:`MATRIX_FEATURES`' names (Linux; [] elsewhere).
+
+    Examples:
+        >>> matrix_features({"avx2", "fma", "avx512f", "avx512_bf16"})
+        ['AVX-512 bf16 (dot products)', 'AVX-512', 'AVX2', 'FMA']
+    """
+    flags = cpu_flags() if flags is None else flags
+    return [name for flag, name in MATRIX_FEATURES if flag in flags]
+
+
+def bfloat16_engine(features: list[str]) -> str:
+    """What runs a bfloat16 matmul on this CPU, in a few words (for the targets' reasons)."""
+    if "AMX bf16 (matrix tiles)" in features:
+        return "AMX tiles"
+    if "AVX-512 bf16 (dot products)" in features:
+        return "AVX-512 bf16 dot products (no AMX)"
+    return "no bfloat16 instructions (no AMX, no AVX-512 bf16): converted to float32"
+
+
+def float32_engine(features: list[str]) -> str:
+    """What runs a float32 matmul on this CPU (AMX has no float32 tiles)."""
+    return "AVX-512 FMA" if "AVX-512" in features else ("AVX2 FMA" if "AVX2" in features else "scalar/SSE")
+
+
 def bfloat16_support(device: torch.device) -> tuple[bool, str]:
     """Whether bfloat16 runs natively here, and how (AMX named when /proc/cpuinfo has amx_bf16)."""
     if device.type == "cuda":

@@ -41,6 +41,17 @@ def forward_flops(batch: int, length: int, d_model: int, d_ff: int, num_layers: 
     return sum(forward_flops_by_part(batch, length, d_model, d_ff, num_layers).values())
 
 
+def packed_forward_flops(lengths: list[int], d_model: int, d_ff: int, num_layers: int) -> int:
+    """FLOPs of the real tokens only: :func:`forward_flops` of each row at its own length, summed
+    (what a padding-free forward must compute; the padded positions count for nothing).
+
+    Examples:
+        >>> packed_forward_flops([96] * 8, 384, 1536, 6) == forward_flops(8, 96, 384, 1536, 6)
+        True
+    """
+    return sum(forward_flops(1, n, d_model, d_ff, num_layers) for n in lengths)
+
+
 def forward_flops_by_part(
     batch: int, length: int, d_model: int, d_ff: int, num_layers: int
 ) -> dict[str, int]:
@@ -207,6 +218,16 @@ def uses_torch_fast_path(fn: Callable[[], object]) -> bool:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     return any(e.name == "aten::_transformer_encoder_layer_fwd" for e in prof.events())
+
+
+def uses_nested_tensors(fn: Callable[[], object]) -> bool:
+    """Whether ``fn()`` packs its input into a nested tensor (torch's encoder does, by default,
+    in eval with a padding mask)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return any(e.name == "aten::_nested_tensor_from_mask" for e in prof.events())
 
 
 def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -14,6 +14,13 @@ from torch import nn
 from transformer_course.attention import to_torch_key_padding_mask
 from transformer_course.encoder import Encoder
 
+# The names of the rows, shared by the sections and read back by the appendix from the JSON.
+TORCH = "torch.nn.TransformerEncoder"  # built with its defaults: nested tensors on
+TORCH_PADDED = "torch.nn.TransformerEncoder, enable_nested_tensor=False"
+PACKED = "ours, padding-free"
+FUSED = "ours, fused attention"
+EXPLICIT = "ours, explicit attention"
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -67,6 +74,17 @@ def torch_encoder_like(ours: Encoder) -> nn.TransformerEncoder:
     return theirs.train(ours.training)
 
 
+def torch_default_like(theirs: nn.TransformerEncoder) -> nn.TransformerEncoder:
+    """``theirs`` (built with ``enable_nested_tensor=False``) rebuilt as users build it, with the
+    defaults: in eval with a padding mask its fast path packs the real tokens into a nested
+    tensor and never computes the padded positions. Same weights, device, dtype and mode."""
+    layer = copy.deepcopy(theirs.layers[0])
+    default = nn.TransformerEncoder(layer, len(theirs.layers), norm=copy.deepcopy(theirs.norm))
+    default.load_state_dict(theirs.state_dict())
+    first = theirs.layers[0].linear1.weight
+    return default.to(device=first.device, dtype=first.dtype).train(theirs.training)
+
+
 class EmbeddingsThenTorchEncoder(nn.Module):
     """Our BERT embeddings feeding a ``torch.nn.TransformerEncoder`` with the same weights as ours."""
 
@@ -85,6 +103,13 @@ def padding_mask(batch: int, length: int, device: torch.device) -> torch.Tensor:
     mask = torch.ones(batch, length, dtype=torch.bool)
     mask[:, length - length // 4:] = False
     return mask.to(device)
+
+
+def varied_padding_mask(batch: int, length: int, device: torch.device) -> torch.Tensor:
+    """(B, T) True = real token; row i ends in round(i / (B - 1) · T / 2) padded positions, so
+    the rows are padded from 0 to 50 % (a quarter on average), as a batch of mixed lengths is."""
+    pads = torch.linspace(0, length / 2, batch).round().long() if batch > 1 else torch.zeros(1).long()
+    return (torch.arange(length)[None, :] < length - pads[:, None]).to(device)
 
 
 def random_models(s: Sizes, device: torch.device, seed: int = 0):

@@ -17,12 +17,23 @@ from .measure import (
     forward_flops,
     forward_flops_by_part,
     max_difference,
+    packed_forward_flops,
     square_matmul,
     time_shares,
     training_step,
     uses_torch_fast_path,
 )
-from .models import Sizes, padding_mask, random_models
+from .models import (
+    FUSED,
+    PACKED,
+    TORCH,
+    TORCH_PADDED,
+    Sizes,
+    padding_mask,
+    random_models,
+    torch_default_like,
+    varied_padding_mask,
+)
 from .report import Report, first_line
 
 # Dense (no sparsity) bfloat16 tensor-core peaks in TFLOP/s, from the vendors' data sheets.
@@ -39,19 +50,22 @@ BF16_PEAK_TFLOPS = (
 )
 
 
-def throughput_section(
-    report: Report, sizes: Sizes, device: torch.device, args, fused_forward: Callable[[], torch.Tensor]
-) -> None:
-    """Section 3: analytic FLOPs, FlopCounterMode, and our fused forward against matmul speed."""
+def throughput_section(report: Report, sizes: Sizes, device: torch.device, args, forwards: dict) -> None:
+    """Section 3: analytic FLOPs, FlopCounterMode, and our fused and padding-free forwards
+    against matmul speed (``forwards``: section 1's return)."""
     s = sizes
     flops = report.values["forward flops"]
+    fused_forward = forwards["fused"]
+    real_flops = packed_forward_flops(forwards["lengths"], s.d_model, s.d_ff, s.num_layers)
     matmul = square_matmul(s.matmul_n, device)
-    # Timed in turns, so that both see the same load: the ratio is what the target is about.
-    times = compare({"matmul": matmul, "forward": fused_forward}, args.warmup, args.repeats,
-                    args.min_run_time)
+    # Timed in turns, so that all see the same load: the ratios are what the targets are about.
+    times = compare({"matmul": matmul, "forward": fused_forward, "padding-free": forwards["packed"]},
+                    args.warmup, args.repeats, args.min_run_time)
     matmul_speed = 2 * s.matmul_n**3 / times["matmul"]
     achieved = flops / times["forward"]
+    achieved_real = real_flops / times["padding-free"]
     report.values["fraction of matmul"] = achieved / matmul_speed
+    report.values["packed fraction of matmul"] = achieved_real / matmul_speed
     shares = time_shares(fused_forward, device)
     report.values["matmul share"] = shares["matmuls (addmm, mm, bmm)"]
     parts = forward_flops_by_part(s.batch, s.length, s.d_model, s.d_ff, s.num_layers)
@@ -72,6 +86,10 @@ def throughput_section(
         [f"float32 matmul {s.matmul_n} x {s.matmul_n}, this machine", f"{matmul_speed / 1e9:.1f} GFLOP/s"],
         ["our fused forward", f"{achieved / 1e9:.1f} GFLOP/s ({times['forward'] * 1e3:.1f} ms)"],
         ["our fused forward / matmul", f"{100 * achieved / matmul_speed:.0f} %"],
+        ["real tokens' FLOPs (a quarter of every row is padding)", f"{real_flops / 1e9:.3f} G"],
+        ["our padding-free forward, real tokens' FLOPs only",
+         f"{achieved_real / 1e9:.1f} GFLOP/s ({times['padding-free'] * 1e3:.1f} ms)"],
+        ["our padding-free forward / matmul", f"{100 * achieved_real / matmul_speed:.0f} %"],
         ["its linear layers (Q, K, V, output, feed-forward)",
          f"{linear_speed / 1e9:.1f} GFLOP/s ({100 * linear_speed / matmul_speed:.0f} % of matmul)"],
         ["its attention kernel (Q Kᵀ, weights · V)",
@@ -103,19 +121,24 @@ def bfloat16_section(report: Report, sizes: Sizes, device: torch.device, args) -
         report.lines += [f"Not measured: {how}.", ""]
         report.tables["bfloat16"] = [{"implementation": "all", "ms": None, "note": f"n/a: {how}"}]
         return
-    theirs, ours, x, mask = random_models(s, device)
-    theirs.eval()
-    ours.eval()
+    theirs_padded, ours, x, mask = random_models(s, device)
+    theirs = torch_default_like(theirs_padded)  # as users build it: nested tensors on
+    for model in (theirs, theirs_padded, ours):
+        model.eval()
     ignore = to_torch_key_padding_mask(mask)
-    theirs16 = copy.deepcopy(theirs).to(torch.bfloat16)
+    theirs_padded16 = copy.deepcopy(theirs_padded).to(torch.bfloat16)
+    theirs16 = torch_default_like(theirs_padded16)
     ours16 = copy.deepcopy(ours).to(torch.bfloat16)
     x16 = x.to(torch.bfloat16)
-    torch16 = "torch.nn.TransformerEncoder, bfloat16 weights"
-    ours16_name = "ours, fused attention, bfloat16 weights"
+    torch16 = f"{TORCH}, bfloat16 weights"
+    ours16_name = f"{FUSED}, bfloat16 weights"
+    packed16_name = f"{PACKED}, bfloat16 weights"
     impls: dict[str, Callable[[], torch.Tensor]] = {
         torch16: lambda: theirs16(x16, src_key_padding_mask=ignore),
+        f"{TORCH_PADDED}, bfloat16 weights": lambda: theirs_padded16(x16, src_key_padding_mask=ignore),
         "torch.nn.TransformerEncoder, float32 weights, autocast": autocast_call(
             lambda: theirs(x, src_key_padding_mask=ignore), device),
+        packed16_name: lambda: ours16(x16, mask, padding_free=True),
         ours16_name: lambda: ours16(x16, mask),
         "ours, fused attention, float32 weights, autocast": autocast_call(lambda: ours(x, mask), device),
         "ours, fused attention, float32 (for scale)": lambda: ours(x, mask),
@@ -139,7 +162,20 @@ def bfloat16_section(report: Report, sizes: Sizes, device: torch.device, args) -
         # The forwards and both matmuls in turns: the shares below compare numbers taken alike.
         times = compare({**impls, **matmuls}, args.warmup, args.repeats, args.min_run_time)
         shares = time_shares(impls[ours16_name], device) if ours16_name in impls else {}
+        # The other padding patterns, bfloat16 weights: torch as users run it and ours.
+        varied = varied_padding_mask(s.batch, s.length, device)
+        varied_ignore = to_torch_key_padding_mask(varied)
+        cases = [
+            ("eval forward, rows padded 0-50 %", compare({
+                torch16: lambda: theirs16(x16, src_key_padding_mask=varied_ignore),
+                packed16_name: lambda: ours16(x16, varied, padding_free=True),
+                ours16_name: lambda: ours16(x16, varied)}, args.warmup, args.repeats, args.min_run_time)),
+            ("eval forward, no padding", compare({
+                torch16: lambda: theirs16(x16), ours16_name: lambda: ours16(x16)},
+                args.warmup, args.repeats, args.min_run_time)),
+        ]
     flops = forward_flops(s.batch, s.length, s.d_model, s.d_ff, s.num_layers)
+    real_flops = packed_forward_flops(mask.sum(dim=1).tolist(), s.d_model, s.d_ff, s.num_layers)
     speed32 = 2 * s.matmul_n**3 / times["matmul float32"]
     speed16 = 2 * s.matmul_n**3 / times["matmul bfloat16"]
     reference_time = times.get(torch16)
@@ -172,14 +208,30 @@ def bfloat16_section(report: Report, sizes: Sizes, device: torch.device, args) -
     for name in impls:
         if "float32 (for scale)" in name:
             continue
-        achieved = flops / times[name]
+        # The padding-free paths (ours, torch's nested tensors) are counted for the real tokens only.
+        real = name in (packed16_name, torch16, "torch.nn.TransformerEncoder, float32 weights, autocast")
+        achieved = (real_flops if real else flops) / times[name]
         rows.append([name, f"{achieved / 1e9:.1f} GFLOP/s",
                      f"{100 * achieved / speed16:.0f} % of bf16 matmul"])
-    report.lines += ["Throughput (the forward's matmul FLOPs, section 3):", ""]
+    report.lines += ["Throughput (the forward's matmul FLOPs, section 3; for the padding-free rows, "
+                     "ours and torch's nested tensors, the real tokens' FLOPs only):", ""]
     report.table(["quantity", "value", "share"], rows, "lrr", "bfloat16_throughput")
+    report.lines += ["The other padding patterns, bfloat16 weights (ratio to torch's default encoder):", ""]
+    report.timing_table("bfloat16_cases", cases, torch16, "ratio to torch bf16")
+    for case, key in zip(cases, ("bf16 varied", "bf16 unpadded"), strict=True):
+        timings = case[1]
+        if packed16_name in timings:
+            report.values[f"{key} packed ours/torch"] = timings[packed16_name] / timings[torch16]
+        report.values[f"{key} ours/torch"] = timings[ours16_name] / timings[torch16]
     report.values["bf16 matmul GFLOP/s"] = speed16 / 1e9
     report.values["bf16 matmul share"] = shares.get("matmuls (addmm, mm, bmm)", float("nan"))
     report.values["bf16 attention share"] = shares.get("attention kernel", float("nan"))
+    if packed16_name in impls and reference_time:
+        report.values["bf16 packed ours/torch"] = times[packed16_name] / reference_time
+        report.values["bf16 packed fraction of matmul"] = real_flops / times[packed16_name] / speed16
+    padded16 = f"{TORCH_PADDED}, bfloat16 weights"
+    if ours16_name in impls and padded16 in impls:
+        report.values["bf16 ours/torch padded"] = times[ours16_name] / times[padded16]
     if ours16_name in impls and reference_time:
         report.values["bf16 ours/torch"] = times[ours16_name] / reference_time
         report.values["bf16 fraction of matmul"] = flops / times[ours16_name] / speed16

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
+from .packing import Packing  # the layout of the padding-free path (attend_packed)
 
 __all__ = [
     "scaled_dot_product_attention",
@@ -210,6 +211,45 @@ class MultiHeadAttention(nn.Module):
             context = fused_attention(q, k, v, mask, dropout_p)  # (B, Tq, H, D_h)
         context = context.reshape(B, Tq, self.d_model)  # (B, Tq, H, D_h) -> (B, Tq, D)
         return self.out_proj(context), weights
+
+    def attend_packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Self-attention on packed tokens: the padding-free path of an encoder (no checks).
+
+        ``x`` holds only the real tokens of a padded batch, row after row (``packing.pack``);
+        each token attends to the real tokens of its own row, as the padded path with a padding
+        mask computes for them. The projections run on the N real tokens only. Attention runs
+        once per run of consecutive rows with the same number of real tokens (``packing.runs``):
+        such a block of the packed matrix is a batch without padding, so no mask is needed and
+        no padded position is computed. Every row the same length: one call; sentences sorted by
+        length: a few.
+
+        Shape:
+            x (N, D), N = number of real tokens -> (N, D)
+
+        Examples:
+            >>> mha = MultiHeadAttention(d_model=8, num_heads=2).eval()
+            >>> x = torch.randn(2, 4, 8)
+            >>> real = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+            >>> packing = Packing.from_mask(real)
+            >>> packed = mha.attend_packed(packing.pack(x), packing)  # (5, 8): 3 + 2 real tokens
+            >>> padded = mha(x, attention_mask=real)[0]
+            >>> tuple(packed.shape), torch.allclose(packed, padded[real.bool()], atol=1e-6)
+            ((5, 8), True)
+        """
+        H, D_h = self.num_heads, self.head_dim
+        dropout_p = self.dropout if self.training else 0.0
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (N, D) each
+        contexts = []
+        for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
+            end = start + rows * length
+            q_r, k_r, v_r = (t[start:end].view(rows, length, H, D_h).transpose(1, 2)
+                             for t in (q, k, v))  # (r·n, D) -> (r, H, n, D_h)
+            context = fused_attention(q_r, k_r, v_r, None, dropout_p)  # (r, n, H, D_h)
+            contexts.append(context.reshape(rows * length, self.d_model))  # (r·n, D)
+        if not contexts:  # only padding: nothing attends
+            return self.out_proj(v)
+        context = contexts[0] if len(contexts) == 1 else torch.cat(contexts)  # (N, D)
+        return self.out_proj(context)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, H, T, D_h)."""

@@ -27,6 +27,7 @@ from torch import nn
 from . import _checks, runtime
 from .embedding import TokenEmbedding
 from .encoder import Encoder
+from .packing import Packing
 from .positional import LearnedPositionalEncoding
 from .tokenization import WordPieceTokenizer
 from .tokenization.basic import check_texts, pad_batch
@@ -165,7 +166,9 @@ class PretrainedEncoder(nn.Module):
         input_ids: (B, T) ids, T <= max_len (512); attention_mask (1 / True = may attend, 0 on
         padding): (B, T), default all ones; token_type_ids: (B, T), default all 0.
         Returns the last hidden states (B, T, D), or (hidden, weights) with
-        ``return_attention=True``, weights a list of L tensors (B, H, T, T).
+        ``return_attention=True``, weights a list of L tensors (B, H, T, T). With
+        ``padding_free=True`` and an attention mask, the encoder computes the real tokens only
+        (see :class:`~transformer_course.encoder.Encoder`) and the padded positions hold zeros.
 
     Examples:
         >>> config = BertStyleConfig(vocab_size=10, max_len=8, d_model=4, num_layers=2, num_heads=2, d_ff=8)
@@ -218,9 +221,17 @@ class PretrainedEncoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         return_attention: bool = False,
+        padding_free: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        _checks.boolean(padding_free, "padding_free")
         x = self.embedding.embed(input_ids, token_type_ids)  # (B, T) -> (B, T, D)
+        if padding_free and mask is not None:  # the encoder's padding-free path: real tokens only
+            if return_attention:
+                raise ValueError("return_attention=True needs the padded path: the padding-free "
+                                 "path forms no attention weights (pass padding_free=False)")
+            packing = Packing.from_mask(mask[:, 0, 0, :])  # (B, 1, 1, T) -> (B, T)
+            return packing.unpack(self.encoder.encode_packed(packing.pack(x), packing))  # (B, T, D)
         x, weights = self.encoder.encode(x, mask, need_weights=return_attention)  # (B, T, D)
         return (x, weights) if return_attention else x
 
@@ -296,7 +307,9 @@ def embed_sentences(
     Many texts are run ``batch_size`` at a time, longest first, as sentence-transformers'
     ``encode`` does (it sorts by characters, we by tokens): sorting puts texts of similar length
     in one batch, so little of each batch is padding (one batch of 1,000 sentences padded to the
-    longest spends most of its time on [PAD]). The vectors come back in the order of ``texts``.
+    longest spends most of its time on [PAD]). The encoder takes its padding-free path (see
+    :class:`~transformer_course.encoder.Encoder`), so the padding left in a batch is not
+    computed either. The vectors come back in the order of ``texts``.
 
     Args:
         tokenizer: the model's tokenizer.
@@ -354,7 +367,8 @@ def embed_sentences(
             input_ids = batch["input_ids"].to(device)
             attention_mask = batch["attention_mask"].to(device)
             with runtime.autocast(device, dtype):
-                hidden = model(input_ids, attention_mask)  # (B, T) -> (B, T, D)
+                # Padding-free: only the real tokens are computed (mean_pool reads no other).
+                hidden = model(input_ids, attention_mask, padding_free=True)  # (B, T) -> (B, T, D)
             pooled = mean_pool(hidden.float(), attention_mask)  # (B, T, D) -> (B, D), in float32
             vectors[rows] = torch.nn.functional.normalize(pooled, p=2, dim=-1)  # rows scaled to norm 1
             bar.update(len(rows))

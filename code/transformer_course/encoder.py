@@ -27,6 +27,7 @@ from torch import nn
 
 from . import _checks
 from .attention import MultiHeadAttention, expand_mask
+from .packing import Packing
 
 __all__ = ["FeedForward", "EncoderLayer", "Encoder", "layer_from_torch", "stack_from_torch"]
 
@@ -178,6 +179,28 @@ class EncoderLayer(nn.Module):
             x = self.norm2(x + self.dropout2(y) if self.residual else self.dropout2(y))
         return x, weights
 
+    def encode_packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """:meth:`encode` on the real tokens only (the padding-free path; no checks).
+
+        The same sub-layers in the same order: the norms, the feed-forward network and the
+        residual adds act on each token alone, and attention runs on the packed layout
+        (:meth:`~transformer_course.attention.MultiHeadAttention.attend_packed`).
+
+        Shape:
+            x (N, D), the real tokens of a padded batch as ``packing.pack`` returns them -> (N, D)
+        """
+        if self.norm_first:  # pre-LN: x + sublayer(norm(x))
+            y = self.self_attn.attend_packed(self.norm1(x), packing)
+            x = x + self.dropout1(y) if self.residual else self.dropout1(y)
+            y = self.feed_forward.transform(self.norm2(x))
+            x = x + self.dropout2(y) if self.residual else self.dropout2(y)
+        else:  # post-LN: norm(x + sublayer(x))
+            y = self.self_attn.attend_packed(x, packing)
+            x = self.norm1(x + self.dropout1(y) if self.residual else self.dropout1(y))
+            y = self.feed_forward.transform(x)
+            x = self.norm2(x + self.dropout2(y) if self.residual else self.dropout2(y))
+        return x
+
     @classmethod
     def from_torch(cls, torch_layer: nn.TransformerEncoderLayer) -> EncoderLayer:
         """A copy of a ``torch.nn.TransformerEncoderLayer`` (batch-first) with the same weights.
@@ -209,11 +232,35 @@ class Encoder(nn.Module):
         (B, H, T, T). Returns x (B, T, D), or (x, weights) with ``return_attention=True``,
         weights a list of L tensors (B, H, T, T).
 
+    The padding-free path (``padding_free=True``, with a padding mask (B, T)): the padded path
+    above computes all B·T positions and masks the padded keys inside attention; this one packs
+    the N real tokens into one matrix and computes only them (:meth:`encode_packed`)::
+
+        x (B, T, D) --pack--> (N, D) --L layers--> (N, D) --unpack--> (B, T, D), 0 at padding
+
+    On the real tokens both paths give the same output (to float rounding); the padded positions
+    hold zeros instead of values nobody should read. It saves the padding's share of the
+    matrix products, and costs a gather and a scatter per batch: a win only when there is
+    padding. It is an argument, off by default, because the chapters read the padded path's
+    outputs (and attention weights, which this path never forms);
+    :func:`~transformer_course.bert.embed_sentences` turns it on. Training works too (autograd
+    follows the gather and the scatter).
+
     Examples:
         >>> encoder = Encoder(num_layers=2, d_model=8, num_heads=2, d_ff=32)
         >>> out, weights = encoder(torch.randn(2, 5, 8), return_attention=True)
         >>> tuple(out.shape), len(weights), tuple(weights[0].shape)
         ((2, 5, 8), 2, (2, 2, 5, 5))
+
+        The padding-free path, equal on the real tokens:
+
+        >>> encoder = encoder.eval()
+        >>> x, real = torch.randn(2, 5, 8), torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+        >>> packed = encoder(x, real, padding_free=True)
+        >>> torch.allclose(packed[real.bool()], encoder(x, real)[real.bool()], atol=1e-5)
+        True
+        >>> packed[1, 2:].abs().max().item()  # padded positions: zeros
+        0.0
     """
 
     def __init__(
@@ -242,7 +289,16 @@ class Encoder(nn.Module):
         x: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         return_attention: bool = False,
+        padding_free: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        _checks.boolean(padding_free, "padding_free")
+        if padding_free and attention_mask is not None:
+            _checks.float_tensor(x, "x", f"(B, T, D={self.d_model})", width=self.d_model)
+            if return_attention:
+                raise ValueError("return_attention=True needs the padded path: the padding-free "
+                                 "path forms no attention weights (pass padding_free=False)")
+            packing = Packing.from_mask(attention_mask, x.shape[:2])
+            return packing.unpack(self.encode_packed(packing.pack(x), packing))
         heads = self.layers[0].self_attn.num_heads
         mask = _check_encoder_input(x, attention_mask, self.d_model, heads)  # once for all L layers
         x, weights = self.encode(x, mask, need_weights=return_attention)
@@ -266,6 +322,20 @@ class Encoder(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return x, (all_weights if need_weights else None)
+
+    def encode_packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """The padding-free path, without checks: every layer's :meth:`EncoderLayer.encode_packed`
+        on the real tokens, then the final norm of a pre-LN stack.
+
+        Shape:
+            x (N, D), the real tokens as ``packing.pack`` returns them from (B, T, D) -> (N, D);
+            ``packing.unpack`` puts them back into (B, T, D).
+        """
+        for layer in self.layers:
+            x = layer.encode_packed(x, packing)  # (N, D) -> (N, D)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
 
     @classmethod
     def from_torch(cls, torch_encoder: nn.TransformerEncoder) -> Encoder:
