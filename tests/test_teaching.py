@@ -23,7 +23,7 @@ HTML = ROOT / "_build" / "html"
 CHAPTERS = toc_chapters()
 NUMBERED = [c for c in CHAPTERS if re.match(r"^chapters/\d\d_", c)]
 ROLE = re.compile(r"\{(?P<role>[a-z][\w:-]*)\}`(?P<text>[^`]*)`")
-NUMBER = re.compile(r"(?<![\w.,])\d+(?:,\d{3})*(?:\.\d+)?%?(?![\w])")
+NUMBER = re.compile(r"(?<![\w.,])\d+(?:,\d{3})*(?:\.\d+)?%?(?![\w]|\.\d)")  # not part of 127.0.0.1 or 2.13.0
 
 
 def _notebook(chapter: str) -> dict:
@@ -84,6 +84,11 @@ def test_no_measured_number_is_typed_into_the_prose(chapter):
     prose = {token for token in NUMBER.findall(_prose(_markdown(chapter))) if _measured_looking(token)}
     copied = sorted(prose & outputs)
     assert not copied, f"{chapter}: numbers typed into the prose that its cells print: {copied}"
+
+
+def test_the_number_pattern_skips_addresses_and_versions():
+    assert NUMBER.findall("127.0.0.1 and torch 2.13.0 took 127.0 ms, 12 % or 1,024 rows.") == [
+        "127.0", "12", "1,024"]
 
 
 def test_the_book_glues_its_measured_numbers():
