@@ -27,7 +27,6 @@ from torch import nn
 from . import _checks, runtime
 from .embedding import TokenEmbedding
 from .encoder import Encoder
-from .packing import Packing
 from .positional import LearnedPositionalEncoding
 from .tokenization import WordPieceTokenizer
 from .tokenization.basic import check_texts, pad_batch
@@ -227,11 +226,8 @@ class PretrainedEncoder(nn.Module):
         _checks.boolean(padding_free, "padding_free")
         x = self.embedding.embed(input_ids, token_type_ids)  # (B, T) -> (B, T, D)
         if padding_free and mask is not None:  # the encoder's padding-free path: real tokens only
-            if return_attention:
-                raise ValueError("return_attention=True needs the padded path: the padding-free "
-                                 "path forms no attention weights (pass padding_free=False)")
-            packing = Packing.from_mask(mask[:, 0, 0, :])  # (B, 1, 1, T) -> (B, T)
-            return packing.unpack(self.encoder.encode_packed(packing.pack(x), packing))  # (B, T, D)
+            real = mask[:, 0, 0, :]  # (B, 1, 1, T) -> (B, T)
+            return self.encoder(x, real, return_attention, padding_free=True)  # (B, T, D), 0 at the padding
         x, weights = self.encoder.encode(x, mask, need_weights=return_attention)  # (B, T, D)
         return (x, weights) if return_attention else x
 

@@ -21,6 +21,8 @@ Legend: B batch, T length, D model width, H heads, L layers. Masks: True = may a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -166,14 +168,22 @@ class EncoderLayer(nn.Module):
             :func:`~transformer_course.attention.expand_mask` returns it).
             Returns x (B, T, D) and weights (B, H, T, T), or None without ``need_weights``.
         """
+        return self._sublayers(x, lambda h: self.self_attn.attend(h, h, h, mask, need_weights))
+
+    def _sublayers(
+        self, x: torch.Tensor, self_attend: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The two sub-layers, each with its residual add and norm in this layer's placement;
+        ``self_attend(h)`` returns self-attention's output for ``h`` and its weights (or None).
+        Every step but ``self_attend`` treats each token on its own, so x may be (B, T, D) or the
+        packed (N, D) of the padding-free path."""
         if self.norm_first:  # pre-LN: x + sublayer(norm(x))
-            h = self.norm1(x)
-            y, weights = self.self_attn.attend(h, h, h, mask, need_weights)
+            y, weights = self_attend(self.norm1(x))
             x = x + self.dropout1(y) if self.residual else self.dropout1(y)
             y = self.feed_forward.transform(self.norm2(x))
             x = x + self.dropout2(y) if self.residual else self.dropout2(y)
         else:  # post-LN: norm(x + sublayer(x))
-            y, weights = self.self_attn.attend(x, x, x, mask, need_weights)
+            y, weights = self_attend(x)
             x = self.norm1(x + self.dropout1(y) if self.residual else self.dropout1(y))
             y = self.feed_forward.transform(x)
             x = self.norm2(x + self.dropout2(y) if self.residual else self.dropout2(y))
@@ -189,17 +199,7 @@ class EncoderLayer(nn.Module):
         Shape:
             x (N, D), the real tokens of a padded batch as ``packing.pack`` returns them -> (N, D)
         """
-        if self.norm_first:  # pre-LN: x + sublayer(norm(x))
-            y = self.self_attn.attend_packed(self.norm1(x), packing)
-            x = x + self.dropout1(y) if self.residual else self.dropout1(y)
-            y = self.feed_forward.transform(self.norm2(x))
-            x = x + self.dropout2(y) if self.residual else self.dropout2(y)
-        else:  # post-LN: norm(x + sublayer(x))
-            y = self.self_attn.attend_packed(x, packing)
-            x = self.norm1(x + self.dropout1(y) if self.residual else self.dropout1(y))
-            y = self.feed_forward.transform(x)
-            x = self.norm2(x + self.dropout2(y) if self.residual else self.dropout2(y))
-        return x
+        return self._sublayers(x, lambda h: (self.self_attn.attend_packed(h, packing), None))[0]
 
     @classmethod
     def from_torch(cls, torch_layer: nn.TransformerEncoderLayer) -> EncoderLayer:
