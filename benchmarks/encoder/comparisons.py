@@ -88,10 +88,8 @@ def random_weights_section(
                            args.warmup, args.repeats, args.min_run_time)
     for model in models:
         model.train()
-    ignore = to_torch_key_padding_mask(mask)
-    train_fns = {TORCH: (theirs, lambda: theirs(x, src_key_padding_mask=ignore)),
-                 PACKED: (packed, quarter[PACKED]), FUSED: (fused, quarter[FUSED]),
-                 EXPLICIT: (explicit, quarter[EXPLICIT])}
+    train_fns = {name: (model, quarter[name])
+                 for name, model in ((TORCH, theirs), (PACKED, packed), (FUSED, fused), (EXPLICIT, explicit))}
     train_times = compare({name: training_step(model, fn) for name, (model, fn) in train_fns.items()},
                           *training_repeats(args), args.min_run_time)
 

@@ -211,23 +211,24 @@ def time_shares(fn: Callable[[], object], device: torch.device) -> dict[str, flo
     return {kind: seconds / total for kind, seconds in shares.items()} if total else shares
 
 
-def uses_torch_fast_path(fn: Callable[[], object]) -> bool:
-    """Whether ``fn()`` runs torch's fused encoder-layer kernel (its eval fast path)."""
+def runs_operator(fn: Callable[[], object], operator: str) -> bool:
+    """Whether ``fn()`` runs the aten ``operator`` (``"aten::..."``), as torch's profiler sees it."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
-    return any(e.name == "aten::_transformer_encoder_layer_fwd" for e in prof.events())
+    return any(e.name == operator for e in prof.events())
+
+
+def uses_torch_fast_path(fn: Callable[[], object]) -> bool:
+    """Whether ``fn()`` runs torch's fused encoder-layer kernel (its eval fast path)."""
+    return runs_operator(fn, "aten::_transformer_encoder_layer_fwd")
 
 
 def uses_nested_tensors(fn: Callable[[], object]) -> bool:
     """Whether ``fn()`` packs its input into a nested tensor (torch's encoder does, by default,
     in eval with a padding mask)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return any(e.name == "aten::_nested_tensor_from_mask" for e in prof.events())
+    return runs_operator(fn, "aten::_nested_tensor_from_mask")
 
 
 def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
