@@ -160,7 +160,7 @@ def computation_source(function: Callable) -> str:
 
 def show_source(function: Callable) -> None:
     """Print :func:`computation_source` of ``function`` under a line that names it."""
-    print(f"# {function.__module__}.{function.__name__}, without its docstring and argument checks")
+    print(f"# {function.__module__}.{function.__qualname__}, without its docstring and argument checks")
     print(computation_source(function))
 
 

@@ -16,13 +16,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import attention, encoder, runtime
+from .. import attention, encoder, path_length
 from ._core import NotYet, as_number, checker, expect, expect_close
 
 # ---------------------------------------------------------------- ch2-pre-ln
@@ -83,59 +82,12 @@ def check_pre_ln(gradient_matrix) -> None:
 
 # ---------------------------------------------------------------- ch2-path-length
 
-PATH_KINDS = ("convolution", "dilated convolution", "restricted self-attention", "self-attention")
-
-
-class _CausalConv(nn.Module):
-    """Output t from inputs t - (k-1) d .. t (d: dilation), width ``d_model``: (1, T, D) -> (1, T, D)."""
-
-    def __init__(self, d_model: int, kernel_size: int, dilation: int) -> None:
-        super().__init__()
-        self.left = (kernel_size - 1) * dilation
-        self.conv = nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(nn.functional.pad(x.transpose(1, 2), (self.left, 0))).transpose(1, 2)
-
-
-class _BandAttention(nn.Module):
-    """Self-attention in which query i sees the keys j with |i - j| <= reach (None: every key)."""
-
-    def __init__(self, d_model: int, reach: int | None) -> None:
-        super().__init__()
-        self.reach = reach
-        self.attention = attention.MultiHeadAttention(d_model, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        distance = (torch.arange(T)[:, None] - torch.arange(T)).abs()
-        band = distance <= (T if self.reach is None else self.reach)
-        return self.attention(x, attention_mask=band[None], need_weights=True)[0]
-
-
-def _path_layer(kind: str, width: int, depth: int, d_model: int) -> nn.Module:
-    if kind == "convolution":
-        return _CausalConv(d_model, width, 1)
-    if kind == "dilated convolution":
-        return _CausalConv(d_model, width, width**depth)
-    return _BandAttention(d_model, width if kind == "restricted self-attention" else None)
+PATH_KINDS = path_length.KINDS
 
 
 def measured_path_layers(kind: str, T: int, width: int, d_model: int = 3) -> int:
-    """Stack random layers of ``kind`` until a change of the first input changes the last output."""
-    with torch.random.fork_rng(devices=[]), runtime.num_threads(1), warnings.catch_warnings():
-        # torch's forward mode loads decompositions through torch.jit.script, which warns once
-        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
-        torch.manual_seed(T + width)
-        y = torch.randn(1, T, d_model, dtype=torch.float64)
-        change = torch.zeros_like(y)
-        change[0, 0] = 1.0
-        for depth in range(T):
-            layer = _path_layer(kind, width, depth, d_model).double()
-            y, change = torch.func.jvp(layer, (y,), (change,))
-            if change[0, -1].abs().max() > 0:
-                return depth + 1
-    raise AssertionError(f"{kind}: not connected after {T} layers")  # never: one layer reaches at least 1
+    """Layers of ``kind`` stacked until a change of the first input changes the last output."""
+    return path_length.layers_until_connected(kind, T, width, d_model, num_heads=1, seed=T + width)
 
 
 def path_layers_rule(kind: str, T: int, width: int) -> int:
