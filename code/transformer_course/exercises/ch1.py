@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from .. import models, rnn, runtime, tasks
+from .. import models, rnn, runtime, tasks, training
 from ._core import NotYet, as_number, checker, expect, expect_close
 
 # ---------------------------------------------------------------- ch1-predict-norm
@@ -280,12 +280,6 @@ class _WatchedAdam(torch.optim.Adam):
         return result
 
 
-def _test_accuracy(model: nn.Module, data: tasks.SplitData) -> float:
-    model.eval()
-    with torch.no_grad():
-        return (model(data.test_inputs).argmax(-1) == data.test_targets).double().mean().item()
-
-
 @checker("ch1-train-loop")
 def check_train_loop(fit) -> None:
     """Train a fresh RNN on an unseen recall task through the student's loop, watching every step."""
@@ -314,7 +308,7 @@ def check_train_loop(fit) -> None:
     expect(len(watched.trained_on) > len(data.train_inputs) // 2,
            "the steps read only a few of the training examples: draw a new batch at every step")
     with runtime.num_threads(1):
-        accuracy = _test_accuracy(inner, data)
+        accuracy = training.evaluate(inner, data.test_inputs, data.test_targets)
     expect(accuracy >= TRAIN_LOOP_TARGET,
            f"after {steps} steps the model answers {accuracy:.0%} of the test set, below "
            f"{TRAIN_LOOP_TARGET:.0%}: is the loss the cross-entropy between the logits and the targets, "
