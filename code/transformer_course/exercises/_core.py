@@ -165,6 +165,20 @@ def as_number(value: object, name: str, whole: bool = False) -> float | int:
     return int(value)
 
 
+def close(actual: object, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    """Whether ``actual`` is a tensor of ``expected``'s shape and values (cast to its dtype), within
+    ``atol`` and ``rtol`` (float32's by default): the test a checker runs against each known mistake.
+
+    Examples:
+        >>> close(torch.ones(2) + 1e-7, torch.ones(2)), close(torch.ones(3), torch.ones(2))
+        (True, False)
+        >>> close([1.0], torch.ones(1))  # not a tensor
+        False
+    """
+    return (isinstance(actual, torch.Tensor) and tuple(actual.shape) == tuple(expected.shape)
+            and torch.allclose(actual.detach().to(expected.dtype), expected, atol=atol, rtol=rtol))
+
+
 def expect_close(actual: object, expected: object, hint: str, atol: float = 1e-6, rtol: float = 1e-5) -> None:
     """Raise :class:`NotYet` with ``hint`` unless ``actual`` has the shape and values of ``expected``.
 

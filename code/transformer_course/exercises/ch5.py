@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import encoder
-from ._core import NotYet, as_number, checker, expect, expect_close
+from ._core import NotYet, as_number, checker, close, expect, expect_close
 
 # (d_model, num_heads, d_ff): sizes the chapter never shows; the last one has a single head.
 SIZES = ((48, 3, 80), (20, 5, 36), (96, 8, 200), (8, 1, 8))
@@ -97,15 +97,6 @@ def _inputs(d_model: int, B: int, T: int, seed: int) -> tuple[torch.Tensor, torc
     lengths = torch.randint(1, T, (B,), generator=generator)
     lengths[0] = T
     return x, torch.arange(T)[None, :] < lengths[:, None]
-
-
-def _close(a: object, b: torch.Tensor) -> bool:
-    """Whether ``a`` is a tensor of ``b``'s shape and values (float32 tolerance)."""
-    return (
-        isinstance(a, torch.Tensor)
-        and a.shape == b.shape
-        and torch.allclose(a.detach().to(b.dtype), b, atol=1e-5, rtol=1e-4)
-    )
 
 
 @checker("ch5-count")
@@ -230,20 +221,20 @@ def check_layer_norm(layer_norm_by_hand) -> None:
         except _Forbidden:
             raise NotYet("your code calls the library's layer norm: compute the mean and the "
                          "variance yourself") from None
-        if _close(answer, expected):
+        if close(answer, expected):
             continue
         where = f"for x of shape {tuple(x.shape)} and gamma of shape {tuple(gamma.shape)}"
         expect(isinstance(answer, torch.Tensor) and answer.shape == x.shape,
                f"{where} return a tensor of x's shape, got "
                f"{tuple(answer.shape) if isinstance(answer, torch.Tensor) else type(answer).__name__}")
         for rules, hint in _LAYER_NORM_MISTAKES:
-            if _close(answer, layer_norm_variant(x, gamma, beta, norm.eps, **rules)):
+            if close(answer, layer_norm_variant(x, gamma, beta, norm.eps, **rules)):
                 raise NotYet(f"{where}, {hint}")
-        if gamma.dim() > 1 and _close(answer, layer_norm_variant(x, gamma, beta, norm.eps, dims=(-1,))):
+        if gamma.dim() > 1 and close(answer, layer_norm_variant(x, gamma, beta, norm.eps, dims=(-1,))):
             raise NotYet(f"{where}, your statistics are taken over the last dimension only: gamma has "
                          f"{gamma.dim()} dimensions, and the mean and variance are over all of them together")
         other_dims = [(d,) for d in range(x.dim() - gamma.dim())] + [tuple(range(x.dim()))]
-        if any(_close(answer, layer_norm_variant(x, gamma, beta, norm.eps, dims=d)) for d in other_dims):
+        if any(close(answer, layer_norm_variant(x, gamma, beta, norm.eps, dims=d)) for d in other_dims):
             raise NotYet(f"{where}, your mean and variance are taken over the wrong dimensions: each "
                          "row x[i, ...] over the last gamma.dim() dimensions gets its own, nothing is "
                          "averaged across the batch or the positions")
@@ -308,7 +299,7 @@ def check_feed_forward(feed_forward_by_hand) -> None:
                     f"{where} your code raised RuntimeError ({str(error).splitlines()[0]}): w1 is "
                     "stored as nn.Linear stores it, (out_features, in_features) = (d_ff, D)"
                 ) from None
-            if _close(answer, expected):
+            if close(answer, expected):
                 continue
             expect(isinstance(answer, torch.Tensor) and answer.shape == x.shape,
                    f"{where} return a tensor of x's shape, got "
@@ -329,7 +320,7 @@ def _diagnose_feed_forward(feed_forward_by_hand, answer: torch.Tensor, x: torch.
         changed, generator = x.clone(), torch.Generator().manual_seed(0)
         changed[..., 1:, :] = torch.randn(changed[..., 1:, :].shape, generator=generator)
         moved = feed_forward_by_hand(changed, *[w.clone() for w in weights], name)
-        if isinstance(moved, torch.Tensor) and moved.shape == x.shape and not _close(moved[..., 0, :],
+        if isinstance(moved, torch.Tensor) and moved.shape == x.shape and not close(moved[..., 0, :],
                                                                                      answer[..., 0, :]):
             raise NotYet(f"{where} your output at one position changes when only the other positions "
                          "change: the block maps each position's vector on its own, the same way for all")
@@ -352,7 +343,7 @@ def _diagnose_feed_forward(feed_forward_by_hand, answer: torch.Tensor, x: torch.
         mistakes.append((dict(transposed=True), "your weights are used transposed: nn.Linear stores "
                                                 "its weight as (out_features, in_features)"))
     for rules, hint in mistakes:
-        if _close(answer, variant(**rules)):
+        if close(answer, variant(**rules)):
             raise NotYet(f"{where} {hint}")
     raise NotYet(f"{where} your output differs from encoder.FeedForward with the same weights: "
                  "check each linear map (weight layout and bias), then the activation between them")
@@ -387,9 +378,9 @@ def check_assemble_layer(layer_class) -> None:
             x, mask = _inputs(d_model, B, T, seed)
             with torch.no_grad():
                 answer = mine(x, attention_mask=mask)
-                if not _close(answer, reference(x, mask)):
+                if not close(answer, reference(x, mask)):
                     _diagnose_layer(answer, reference, x, mask, name)
-                expect(_close(mine(x), reference(x)),
+                expect(close(mine(x), reference(x)),
                        f"your {name} layer is wrong when called without attention_mask")
 
 
@@ -397,11 +388,11 @@ def _diagnose_layer(
     answer: object, reference: encoder.EncoderLayer, x: torch.Tensor, mask: torch.Tensor, name: str
 ) -> None:
     """Raise NotYet with the most specific hint for an output that differs from ``reference``'s."""
-    if _close(answer, _twin(reference, norm_first=not reference.norm_first)(x, mask)):
+    if close(answer, _twin(reference, norm_first=not reference.norm_first)(x, mask)):
         raise NotYet(f"your {name} layer computes the other placement of the norms")
-    if _close(answer, reference(x)):
+    if close(answer, reference(x)):
         raise NotYet(f"your {name} layer ignores attention_mask: padding keys must get no attention")
-    if _close(answer, _twin(reference, norm_first=reference.norm_first, residual=False)(x, mask)):
+    if close(answer, _twin(reference, norm_first=reference.norm_first, residual=False)(x, mask)):
         raise NotYet(f"your {name} layer has no residual connections")
     B, T, D = x.shape
     expect_close(

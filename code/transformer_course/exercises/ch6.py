@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .. import decoder, seq2seq
-from ._core import NotYet, checker, expect
+from ._core import NotYet, checker, close, expect
 
 # ---------------------------------------------------------------- ch6-gru
 
@@ -120,12 +120,6 @@ def _gru_inputs(B: int, T: int, input_size: int, N_h: int, seed: int) -> tuple[t
     return torch.randn(B, T, input_size, generator=generator), torch.randn(B, N_h, generator=generator)
 
 
-def _same(a: object, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    """Whether ``a`` is a tensor of ``b``'s shape and values (float32 tolerance)."""
-    return (isinstance(a, torch.Tensor) and tuple(a.shape) == tuple(b.shape)
-            and torch.allclose(a.detach().to(b.dtype), b, atol=atol, rtol=1e-4))
-
-
 @checker("ch6-gru")
 def check_gru(gru_run) -> None:
     """``gru_run(x, h, weight_ih, weight_hh, bias_ih, bias_hh, reverse)`` against GRUCell in a loop."""
@@ -148,7 +142,7 @@ def check_gru(gru_run) -> None:
                    f"{name} should be a torch.Tensor, got {type(value).__name__}")
             expect(tuple(value.shape) == shape,
                    f"{where} {name} should have shape {shape}, got {tuple(value.shape)}")
-        if _same(answer_outputs, outputs) and _same(answer_final, final):
+        if close(answer_outputs, outputs) and close(answer_final, final):
             continue
         _diagnose_gru(answer_outputs, answer_final, x, h, weights, reverse, where)
 
@@ -157,7 +151,7 @@ def _diagnose_gru(answer_outputs, answer_final, x, h, weights, reverse, where) -
     """Raise NotYet with the hint of the mistake that explains the student's GRU, or a general one."""
     def matches(**kwargs) -> bool:
         outputs, final = gru_variant(x, h, weights, reverse=reverse, **kwargs)
-        return _same(answer_outputs, outputs, 1e-4) and _same(answer_final, final, 1e-4)
+        return close(answer_outputs, outputs, 1e-4) and close(answer_final, final, 1e-4)
 
     orders = ("".join(order) for order in itertools.permutations(GRU_ORDER))
     if any(matches(order=order) for order in orders if order != GRU_ORDER):
@@ -174,13 +168,13 @@ def _diagnose_gru(answer_outputs, answer_final, x, h, weights, reverse, where) -
                      "should the new state keep?")
     if reverse:
         unaligned, _ = gru_variant(x, h, weights, reverse=True, realign=False)
-        if _same(answer_outputs, unaligned, 1e-4):
+        if close(answer_outputs, unaligned, 1e-4):
             raise NotYet(f"{where} outputs[:, t] should be the state after reading x_t; yours are in the "
                          "order the steps were taken")
         forwards, forwards_final = gru_variant(x, h, weights)
-        if _same(answer_outputs, forwards, 1e-4) or _same(answer_final, forwards_final, 1e-4):
+        if close(answer_outputs, forwards, 1e-4) or close(answer_final, forwards_final, 1e-4):
             raise NotYet(f"{where} with reverse=True the GRU reads x from the last position to the first")
-    if _same(answer_outputs, gru_variant(x, h, weights, reverse=reverse)[0], 1e-4):
+    if close(answer_outputs, gru_variant(x, h, weights, reverse=reverse)[0], 1e-4):
         raise NotYet(f"{where} your outputs are right but final is not: final is the state after the "
                      "last step")
     raise NotYet(f"{where} your states differ from torch.nn.GRUCell's: compute one step by hand for "
@@ -276,16 +270,16 @@ def check_decoder_layer(layer_class) -> None:
             x, memory, memory_mask = layer_inputs(d_model, B, Tq, Tk, seed)
             with torch.no_grad():
                 answer = mine(x, memory, memory_mask=memory_mask)
-                if not _same(answer, reference(x, memory, memory_mask)):
+                if not close(answer, reference(x, memory, memory_mask)):
                     _diagnose_layer(answer, reference, x, memory, memory_mask, name)
-                expect(_same(mine(x, memory), reference(x, memory)),
+                expect(close(mine(x, memory), reference(x, memory)),
                        f"your {name} layer is wrong when called without memory_mask")
 
 
 def _diagnose_layer(answer, reference, x, memory, memory_mask, name) -> None:
     """Raise NotYet with the most specific hint for an output that differs from ``reference``'s."""
     def matches(**kwargs) -> bool:
-        return _same(answer, decoder_layer_variant(reference, x, memory, memory_mask, **kwargs), 1e-4)
+        return close(answer, decoder_layer_variant(reference, x, memory, memory_mask, **kwargs), 1e-4)
 
     expect(isinstance(answer, torch.Tensor) and tuple(answer.shape) == tuple(x.shape),
            f"your layer should return one tensor of the shape of x, {tuple(x.shape)}")
@@ -297,7 +291,7 @@ def _diagnose_layer(answer, reference, x, memory, memory_mask, name) -> None:
     if matches(cross_from="decoder"):
         raise NotYet(f"your {name} layer's cross-attention takes its keys and values from the decoder's own "
                      "states: which tensor should the decoder read there?")
-    if _same(answer, reference(x, memory), 1e-4):
+    if close(answer, reference(x, memory), 1e-4):
         raise NotYet(f"your {name} layer ignores memory_mask: padding positions of the memory must get no "
                      "attention")
     for k, sublayer in enumerate(("self-attention", "cross-attention", "feed-forward")):
