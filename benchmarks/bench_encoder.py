@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         interference.mark("8. CUDA bfloat16")
         cuda_section(report, sizes, device, args)
     interference.mark("end")
-    target_lines, target_records = targets(report, args.quick)
+    target_lines, target_records = targets(report, args.quick, features)
     report.lines += target_lines
     report.lines += ["", interference.summary()]
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

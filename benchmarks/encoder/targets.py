@@ -3,12 +3,13 @@ measured value and, where one is missed, the reason in measured numbers."""
 
 from __future__ import annotations
 
-from .machine import bfloat16_engine, float32_engine, matrix_features
+from .machine import bfloat16_engine, float32_engine
 from .report import Report
 
 
-def targets(report: Report, quick: bool) -> tuple[list[str], list[dict[str, object]]]:
-    """The PASS/MISS lines (each target, its measured value, and why where it is missed), and as data."""
+def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str], list[dict[str, object]]]:
+    """The PASS/MISS lines (each target, its measured value, and why where it is missed), and as data;
+    ``features``: the CPU's matrix features (`machine.matrix_features`), named in the reasons."""
     v = report.values
     nan = float("nan")
     share = v.get("matmul share", nan)
@@ -25,7 +26,6 @@ def targets(report: Report, quick: bool) -> tuple[list[str], list[dict[str, obje
     if v.get("eval packed ours/hf", float("inf")) < (best if best is not None else float("inf")):
         best, which = v["eval packed ours/hf"], "eager, padding-free, section 2"
     bf16_share = v.get("bf16 matmul share", nan)
-    features = matrix_features()
     fp32_units, bf16_units = float32_engine(features), bfloat16_engine(features)
     torch_ms, packed_ms = v.get("eval torch ms", nan), v.get("eval packed ours ms", nan)
     padded_ms = v.get("eval torch padded ms", nan)
