@@ -286,6 +286,20 @@ def test_words_longer_than_the_limit_are_unknown():
     assert tok.wordpiece("aaaaaa") == ["[UNK]"]
 
 
+def test_tokenize_remembers_each_cut_and_forgets_past_the_limit(monkeypatch):
+    tok = WordPieceTokenizer(TOY)
+    cut = ["una", "##ffa", "##ble"]
+    assert tok.tokenize("unaffable aaa unaffable") == [*cut, "a", "##a", "##a", *cut]
+    assert tok._pieces == {"unaffable": ("una", "##ffa", "##ble"), "aaa": ("a", "##a", "##a")}
+    tok._pieces["aaa"] = ("[MASK]",)  # a remembered cut is used as it is, without cutting again
+    assert tok.tokenize("aaa") == ["[MASK]"]
+    monkeypatch.setattr("transformer_course.tokenization.wordpiece._REMEMBERED_WORDS", 2)
+    words = ["a", "aa", "aaa", "una", "un"]
+    fresh = WordPieceTokenizer(TOY)
+    assert fresh.tokenize(" ".join(words)) == [p for w in words for p in fresh.wordpiece(w)]
+    assert len(fresh._pieces) <= 2  # the memory never holds more than the limit
+
+
 def test_basic_tokenize_rules():
     assert basic_tokenize("Héllo, WORLD!") == ["hello", ",", "world", "!"]
     assert basic_tokenize("東京x") == ["東", "京", "x"]  # each CJK ideograph is a word
@@ -294,6 +308,9 @@ def test_basic_tokenize_rules():
     assert basic_tokenize("a\u3000b\tc") == ["a", "b", "c"]
     assert basic_tokenize("$5^2") == ["$", "5", "^", "2"]  # every ASCII symbol is punctuation
     assert basic_tokenize("Éé", do_lower_case=False) == ["Éé"]
+    assert basic_tokenize("ΟΔΟΣ") == ["οδοσ"]  # lower-cased letter by letter: no final "ς"
+    assert basic_tokenize("İ") == ["i"]  # lower() gives "i" and a combining dot, then stripped
+    assert basic_tokenize("don't") == ["don", "'", "t"] and basic_tokenize("abc123") == ["abc123"]
     assert all(unicodedata.category(c) != "Mn" for w in basic_tokenize("crème brûlée") for c in w)
 
 

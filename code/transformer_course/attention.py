@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from . import _checks, fused
 from .packing import Packing  # the layout of the padding-free path (attend_packed)
 
 __all__ = [
@@ -238,7 +238,7 @@ class MultiHeadAttention(nn.Module):
         """
         H, D_h = self.num_heads, self.head_dim
         dropout_p = self.dropout if self.training else 0.0
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (N, D) each
+        q, k, v = fused.project_qkv(self, x)  # (N, D) each, in one matmul when no gradient is recorded
         contexts = []
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length

@@ -166,8 +166,9 @@ class PretrainedEncoder(nn.Module):
         padding): (B, T), default all ones; token_type_ids: (B, T), default all 0.
         Returns the last hidden states (B, T, D), or (hidden, weights) with
         ``return_attention=True``, weights a list of L tensors (B, H, T, T). With
-        ``padding_free=True`` and an attention mask, the encoder computes the real tokens only
-        (see :class:`~transformer_course.encoder.Encoder`) and the padded positions hold zeros.
+        ``padding_free=True``, the encoder takes its fast path for inference: it computes the
+        real tokens only, with fused kernels when no gradient is recorded (see
+        :class:`~transformer_course.encoder.Encoder`), and the padded positions hold zeros.
 
     Examples:
         >>> config = BertStyleConfig(vocab_size=10, max_len=8, d_model=4, num_layers=2, num_heads=2, d_ff=8)
@@ -225,8 +226,8 @@ class PretrainedEncoder(nn.Module):
         mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
         _checks.boolean(padding_free, "padding_free")
         x = self.embedding.embed(input_ids, token_type_ids)  # (B, T) -> (B, T, D)
-        if padding_free and mask is not None:  # the encoder's padding-free path: real tokens only
-            real = mask[:, 0, 0, :]  # (B, 1, 1, T) -> (B, T)
+        if padding_free:  # the encoder's padding-free path: real tokens only, fused kernels
+            real = None if mask is None else mask[:, 0, 0, :]  # (B, 1, 1, T) -> (B, T)
             return self.encoder(x, real, return_attention, padding_free=True)  # (B, T, D), 0 at the padding
         x, weights = self.encoder.encode(x, mask, need_weights=return_attention)  # (B, T, D)
         return (x, weights) if return_attention else x

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from . import _checks, fused
 from .attention import MultiHeadAttention, expand_mask
 from .packing import Packing
 
@@ -80,6 +80,17 @@ class FeedForward(nn.Module):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """The computation of :meth:`forward`, without the check: (..., D) -> (..., D)."""
         hidden = self.dropout(self.activation(self.linear1(x)))  # (..., D) -> (..., d_ff)
+        return self.linear2(hidden)  # (..., d_ff) -> (..., D)
+
+    def transform_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`transform` with ``linear1`` and the activation in one kernel when no gradient is
+        recorded (:func:`~transformer_course.fused.linear_activation`): the same numbers, one
+        (..., d_ff) tensor less. The padding-free path of :class:`Encoder` calls it.
+
+        Shape:
+            x (..., D) -> (..., D)
+        """
+        hidden = self.dropout(fused.linear_activation(x, self.linear1, self.activation_name))
         return self.linear2(hidden)  # (..., d_ff) -> (..., D)
 
 
@@ -168,24 +179,28 @@ class EncoderLayer(nn.Module):
             :func:`~transformer_course.attention.expand_mask` returns it).
             Returns x (B, T, D) and weights (B, H, T, T), or None without ``need_weights``.
         """
-        return self._sublayers(x, lambda h: self.self_attn.attend(h, h, h, mask, need_weights))
+        return self._sublayers(x, lambda h: self.self_attn.attend(h, h, h, mask, need_weights),
+                               self.feed_forward.transform)
 
     def _sublayers(
-        self, x: torch.Tensor, self_attend: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+        self,
+        x: torch.Tensor,
+        self_attend: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
+        feed_forward: Callable[[torch.Tensor], torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The two sub-layers, each with its residual add and norm in this layer's placement;
-        ``self_attend(h)`` returns self-attention's output for ``h`` and its weights (or None).
-        Every step but ``self_attend`` treats each token on its own, so x may be (B, T, D) or the
-        packed (N, D) of the padding-free path."""
+        ``self_attend(h)`` returns self-attention's output for ``h`` and its weights (or None),
+        ``feed_forward(h)`` the feed-forward network's. Every step but ``self_attend`` treats each
+        token on its own, so x may be (B, T, D) or the packed (N, D) of the padding-free path."""
         if self.norm_first:  # pre-LN: x + sublayer(norm(x))
             y, weights = self_attend(self.norm1(x))
             x = x + self.dropout1(y) if self.residual else self.dropout1(y)
-            y = self.feed_forward.transform(self.norm2(x))
+            y = feed_forward(self.norm2(x))
             x = x + self.dropout2(y) if self.residual else self.dropout2(y)
         else:  # post-LN: norm(x + sublayer(x))
             y, weights = self_attend(x)
             x = self.norm1(x + self.dropout1(y) if self.residual else self.dropout1(y))
-            y = self.feed_forward.transform(x)
+            y = feed_forward(x)
             x = self.norm2(x + self.dropout2(y) if self.residual else self.dropout2(y))
         return x, weights
 
@@ -194,12 +209,15 @@ class EncoderLayer(nn.Module):
 
         The same sub-layers in the same order: the norms, the feed-forward network and the
         residual adds act on each token alone, and attention runs on the packed layout
-        (:meth:`~transformer_course.attention.MultiHeadAttention.attend_packed`).
+        (:meth:`~transformer_course.attention.MultiHeadAttention.attend_packed`). When no
+        gradient is recorded, two steps run fused (:mod:`~transformer_course.fused`): Q, K and V
+        in one matmul, and the feed-forward network's first matmul with its activation.
 
         Shape:
             x (N, D), the real tokens of a padded batch as ``packing.pack`` returns them -> (N, D)
         """
-        return self._sublayers(x, lambda h: (self.self_attn.attend_packed(h, packing), None))[0]
+        return self._sublayers(x, lambda h: (self.self_attn.attend_packed(h, packing), None),
+                               self.feed_forward.transform_fused)[0]
 
     @classmethod
     def from_torch(cls, torch_layer: nn.TransformerEncoderLayer) -> EncoderLayer:
@@ -232,17 +250,21 @@ class Encoder(nn.Module):
         (B, H, T, T). Returns x (B, T, D), or (x, weights) with ``return_attention=True``,
         weights a list of L tensors (B, H, T, T).
 
-    The padding-free path (``padding_free=True``, with a padding mask (B, T)): the padded path
-    above computes all B·T positions and masks the padded keys inside attention; this one packs
-    the N real tokens into one matrix and computes only them (:meth:`encode_packed`)::
+    The padding-free path (``padding_free=True``, with a padding mask (B, T) or none): the
+    padded path above computes all B·T positions and masks the padded keys inside attention;
+    this one packs the N real tokens into one matrix and computes only them
+    (:meth:`encode_packed`)::
 
         x (B, T, D) --pack--> (N, D) --L layers--> (N, D) --unpack--> (B, T, D), 0 at padding
 
     On the real tokens both paths give the same output (to float rounding); the padded positions
-    hold zeros instead of values nobody should read. It saves the padding's share of the
-    matrix products, and costs a gather and a scatter per batch: a win only when there is
-    padding. It is an argument, off by default, because the chapters read the padded path's
-    outputs (and attention weights, which this path never forms);
+    hold zeros instead of values nobody should read. Packing saves the padding's share of the
+    matrix products and costs a gather and a scatter per batch, so it pays only when there is
+    padding (without any, nothing is moved). When no gradient is recorded, this path also runs
+    two fused kernels (Q, K, V in one matmul; the first feed-forward matmul with its activation),
+    which pay with or without padding: it is the fast path for inference. It is an argument, off
+    by default, because the chapters read the padded path's plain operators and outputs (and
+    attention weights, which this path never forms);
     :func:`~transformer_course.bert.embed_sentences` turns it on. Training works too (autograd
     follows the gather and the scatter).
 
@@ -292,12 +314,14 @@ class Encoder(nn.Module):
         padding_free: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         _checks.boolean(padding_free, "padding_free")
-        if padding_free and attention_mask is not None:
+        if padding_free:
             _checks.float_tensor(x, "x", f"(B, T, D={self.d_model})", width=self.d_model)
             if return_attention:
                 raise ValueError("return_attention=True needs the padded path: the padding-free "
                                  "path forms no attention weights (pass padding_free=False)")
-            packing = Packing.from_mask(attention_mask, x.shape[:2])
+            B, T, _ = x.shape
+            packing = (Packing.unpadded(B, T) if attention_mask is None
+                       else Packing.from_mask(attention_mask, (B, T)))
             return packing.unpack(self.encode_packed(packing.pack(x), packing))
         heads = self.layers[0].self_attn.num_heads
         mask = _check_encoder_input(x, attention_mask, self.d_model, heads)  # once for all L layers

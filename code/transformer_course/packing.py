@@ -34,7 +34,8 @@ class Packing:
     tensor between the two layouts.
 
     Attributes:
-        index: (N,) position b·T + t of each real token in the flattened (B·T) batch, row by row.
+        index: (N,) position b·T + t of each real token in the flattened (B·T) batch, row by row;
+            None when no token is padding (N = B·T), and packing is a reshape.
         lengths: real tokens per row, B Python ints (a row of padding only has 0).
         runs: the consecutive rows of equal length, as (first token, rows r, length n): the
             block of r·n rows of the packed matrix that starts there is an (r, n) batch with no
@@ -50,9 +51,14 @@ class Packing:
         [0.0, 1.0, 4.0, 5.0, 7.0]
         >>> packing.unpack(packing.pack(x)).flatten().tolist()  # (B, T, D), 0 at the padding
         [0.0, 1.0, 0.0, 0.0, 4.0, 5.0, 0.0, 7.0, 0.0]
+
+        Without padding, packing moves nothing, and attention takes the batch in one call:
+
+        >>> Packing.unpadded(3, 4).runs
+        ((0, 3, 4),)
     """
 
-    index: torch.Tensor
+    index: torch.Tensor | None
     lengths: tuple[int, ...]
     runs: tuple[tuple[int, int, int], ...]
     shape: tuple[int, int]
@@ -70,6 +76,8 @@ class Packing:
             )
         B, T = mask.shape
         lengths = tuple(int(n) for n in mask.sum(dim=1).tolist())
+        if B > 0 and T > 0 and all(n == T for n in lengths):
+            return cls.unpadded(B, T)
         index = mask.reshape(-1).nonzero().squeeze(1)  # (N,), row by row
         runs: list[list[int]] = []  # [first token, rows, length] per run of equal lengths
         start = 0
@@ -81,12 +89,22 @@ class Packing:
             start += n
         return cls(index, lengths, tuple(tuple(run) for run in runs), (B, T))
 
+    @classmethod
+    def unpadded(cls, B: int, T: int) -> Packing:
+        """The packing of a batch (B, T) without padding: every token is real (N = B·T)."""
+        _checks.positive_int(B, "B")
+        _checks.positive_int(T, "T")
+        return cls(None, (T,) * B, ((0, B, T),), (B, T))
+
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (N, D): the real tokens, row after row."""
-        return x.reshape(-1, x.shape[-1]).index_select(0, self.index)
+        flat = x.reshape(-1, x.shape[-1])  # (B, T, D) -> (B·T, D)
+        return flat if self.index is None else flat.index_select(0, self.index)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (B, T, D): the real tokens back in place, zeros at the padded positions."""
         B, T = self.shape
         D = packed.shape[-1]
+        if self.index is None:
+            return packed.reshape(B, T, D)
         return packed.new_zeros(B * T, D).index_copy(0, self.index, packed).view(B, T, D)

@@ -42,6 +42,7 @@ _CJK_RANGES = (
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
 )
+_CJK_FIRST = min(low for low, _ in _CJK_RANGES)  # below it (all of ASCII, Latin, Greek...): no CJK
 
 
 def is_cjk(char: str) -> bool:
@@ -52,7 +53,7 @@ def is_cjk(char: str) -> bool:
         (True, False, False)
     """
     cp = ord(char)
-    return any(low <= cp <= high for low, high in _CJK_RANGES)
+    return cp >= _CJK_FIRST and any(low <= cp <= high for low, high in _CJK_RANGES)
 
 
 def is_punctuation(char: str) -> bool:
@@ -82,13 +83,40 @@ def _is_dropped(char: str) -> bool:
     return char in "\x00\ufffd" or unicodedata.category(char).startswith("C")
 
 
-def _clean(text: str) -> str:
-    """Drop invisible characters and turn every white-space character into a plain space."""
-    return "".join(" " if _is_whitespace(c) else c for c in text if not _is_dropped(c))
+def _clean(char: str) -> str:
+    """One character cleaned: "" for an invisible one, a plain space for any white space."""
+    if _is_dropped(char):
+        return ""
+    return " " if _is_whitespace(char) else char
+
+
+class _CharacterSteps(dict):
+    """The first steps of :func:`basic_tokenize`, which treat each character on its own (lower-case
+    if asked, clean, space out a CJK ideograph), as a table for ``str.translate``: code point ->
+    its replacement, worked out the first time the character is met and looked up after that.
+
+    Lower-casing one character at a time, as the reference does: a whole-text lower() would turn
+    a final "Σ" into "ς", which the reference never produces.
+    """
+
+    def __init__(self, lower: bool) -> None:
+        super().__init__()
+        self.lower = lower
+
+    def __missing__(self, code_point: int) -> str:
+        char = chr(code_point)
+        cleaned = "".join(_clean(c) for c in (char.lower() if self.lower else char))
+        self[code_point] = "".join(f" {c} " if is_cjk(c) else c for c in cleaned)
+        return self[code_point]
+
+
+_CHARACTER_STEPS = {True: _CharacterSteps(lower=True), False: _CharacterSteps(lower=False)}
 
 
 def _lower_and_strip_accents(word: str) -> str:
     """Lower-case, then decompose (NFD) and drop the combining marks (category Mn): "É" -> "e"."""
+    if word.isascii():  # no accents to strip, and lower() acts on each letter alone
+        return word.lower()
     # Lower-case one character at a time, as the reference does: a whole-word lower() would
     # turn a final "Σ" into "ς", which the reference never produces.
     lowered = "".join(c.lower() for c in word)
@@ -97,6 +125,8 @@ def _lower_and_strip_accents(word: str) -> str:
 
 def _split_punctuation(word: str) -> list[str]:
     """Cut a word before and after every punctuation mark: "don't!" -> ["don", "'", "t", "!"]."""
+    if word.isalnum():  # letters and digits only: no punctuation mark to cut at
+        return [word]
     pieces: list[str] = []
     current = ""
     for char in word:
@@ -132,10 +162,8 @@ def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"text: expected a str, got {type(text).__name__}")
-    if do_lower_case:
-        text = "".join(c.lower() for c in text)
-    text = _clean(text)
-    text = "".join(f" {c} " if is_cjk(c) else c for c in text)
+    # Lower-case, clean, space out CJK ideographs: character by character, through a table.
+    text = text.translate(_CHARACTER_STEPS[bool(do_lower_case)])
     # NFC first, so that "e" + a combining accent and the precomposed "é" give the same word.
     text = unicodedata.normalize("NFC", text)
     words: list[str] = []

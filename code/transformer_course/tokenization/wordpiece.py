@@ -27,6 +27,10 @@ from .basic import SPECIAL_TOKENS, basic_tokenize, check_ids, check_texts, pad_b
 
 __all__ = ["WordPieceTokenizer"]
 
+# tokenize remembers the cut of up to this many distinct words (then forgets them all and starts
+# again): text repeats its words, and a dictionary look-up is far cheaper than a cut.
+_REMEMBERED_WORDS = 100_000
+
 
 class WordPieceTokenizer:
     """BERT's tokenizer: basic tokenization, then greedy longest-match WordPiece.
@@ -91,6 +95,7 @@ class WordPieceTokenizer:
         self.sep_id = self.token_to_id["[SEP]"]
         self.mask_id = self.token_to_id["[MASK]"]
         self.special_ids = frozenset(self.token_to_id[t] for t in SPECIAL_TOKENS)
+        self._pieces: dict[str, tuple[str, ...]] = {}  # word -> its WordPiece cut, as tokenize met it
 
     @classmethod
     def from_file(cls, vocab_path: str | os.PathLike, do_lower_case: bool = True) -> WordPieceTokenizer:
@@ -119,15 +124,17 @@ class WordPieceTokenizer:
     def _split_specials(self, text: str) -> list[str]:
         """Cut the text around special tokens written in it: "a[SEP]b" -> ["a", "[SEP]", "b"]."""
         parts: list[str] = []
-        start = i = 0
-        while i < len(text):
+        start = 0
+        i = text.find("[")  # every special token starts with "["
+        while i >= 0:
             # None of the special tokens is a prefix of another: at most one matches here.
             special = next((t for t in SPECIAL_TOKENS if text.startswith(t, i)), None)
             if special is None:
-                i += 1
+                i = text.find("[", i + 1)
                 continue
             parts.extend([text[start:i], special])
-            i = start = i + len(special)
+            start = i + len(special)
+            i = text.find("[", start)
         parts.append(text[start:])
         return [p for p in parts if p]
 
@@ -171,7 +178,12 @@ class WordPieceTokenizer:
                 tokens.append(part)
                 continue
             for word in basic_tokenize(part, self.do_lower_case):
-                tokens.extend(self.wordpiece(word))
+                pieces = self._pieces.get(word)
+                if pieces is None:  # a word met for the first time: cut it, and remember the cut
+                    if len(self._pieces) >= _REMEMBERED_WORDS:
+                        self._pieces.clear()
+                    pieces = self._pieces[word] = tuple(self.wordpiece(word))
+                tokens.extend(pieces)
         return tokens
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:

@@ -1,0 +1,137 @@
+"""The fused kernels of the padding-free path (``transformer_course.fused``): the same numbers as
+the plain operators, taken only where they apply, and never stale after the weights change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from transformer_course import fused
+from transformer_course.attention import MultiHeadAttention
+from transformer_course.encoder import Encoder
+
+
+def _operators(fn) -> dict[str, int]:
+    """The aten operators ``fn()`` runs, each with its number of calls."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {event.key: event.count for event in prof.key_averages()}
+
+
+def test_the_pinned_torch_has_the_fused_operator():
+    # A private operator of torch: if an upgrade drops it, the fused path silently becomes the
+    # plain one; this test says so instead.
+    assert fused._ADDMM_ACTIVATION is torch._addmm_activation
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_linear_activation_equals_the_plain_operators_and_runs_fused(activation):
+    torch.manual_seed(0)
+    linear = nn.Linear(8, 32)
+    x = torch.randn(2, 5, 8)
+    plain = {"gelu": F.gelu, "relu": F.relu}[activation]
+    with torch.no_grad():
+        out = fused.linear_activation(x, linear, activation)
+        assert out.shape == (2, 5, 32)
+        assert torch.equal(out, plain(linear(x)))  # the same matmul, the same activation kernel
+        assert "aten::_addmm_activation" in _operators(lambda: fused.linear_activation(x, linear, activation))
+    with torch.inference_mode():
+        assert torch.equal(fused.linear_activation(x, linear, activation), out)
+
+
+def test_linear_activation_falls_back_where_the_fused_kernel_does_not_apply():
+    torch.manual_seed(0)
+    linear = nn.Linear(8, 32)
+    x = torch.randn(3, 8, requires_grad=True)
+    # Autograd records: the plain operators, whose gradients exist.
+    out = fused.linear_activation(x, linear, "gelu")
+    assert "aten::_addmm_activation" not in _operators(lambda: fused.linear_activation(x, linear, "gelu"))
+    out.sum().backward()
+    expected = torch.autograd.grad(F.gelu(linear(x)).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected)
+    # No bias: the plain operators too.
+    no_bias = nn.Linear(8, 32, bias=False)
+    with torch.no_grad():
+        assert torch.equal(fused.linear_activation(x, no_bias, "gelu"), F.gelu(no_bias(x)))
+        # A dtype that does not match the weight's fails as the plain operators fail.
+        with pytest.raises(RuntimeError):
+            fused.linear_activation(x.double(), linear, "gelu")
+
+
+def test_linear_activation_under_autocast_matches_the_plain_operators():
+    torch.manual_seed(0)
+    linear = nn.Linear(8, 32)
+    x = torch.randn(4, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fused.linear_activation(x, linear, "gelu")
+        expected = F.gelu(linear(x))
+    assert out.dtype == expected.dtype == torch.bfloat16
+    assert torch.equal(out, expected)
+
+
+def test_project_qkv_equals_the_three_projections():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(d_model=16, num_heads=4).eval()
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        q, k, v = fused.project_qkv(attn, x)
+        for got, proj in zip((q, k, v), (attn.q_proj, attn.k_proj, attn.v_proj), strict=True):
+            assert got.shape == (2, 7, 16)
+            torch.testing.assert_close(got, proj(x), atol=1e-6, rtol=0)
+        ops = _operators(lambda: fused.project_qkv(attn, x))
+        separate = _operators(lambda: (attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)))
+    assert ops["aten::addmm"] == 1 and separate["aten::addmm"] == 3  # one matmul instead of three
+    storages = {t.untyped_storage().data_ptr() for t in (q, k, v)}
+    assert len(storages) == 1  # three views of one (2, 7, 48) product
+
+
+def test_project_qkv_follows_every_change_of_the_weights():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(d_model=8, num_heads=2).eval()
+    x = torch.randn(5, 8)
+
+    def check() -> None:
+        with torch.no_grad():
+            q, k, v = fused.project_qkv(attn, x.to(attn.q_proj.weight.dtype))
+            xs = x.to(attn.q_proj.weight.dtype)
+            for got, proj in zip((q, k, v), (attn.q_proj, attn.k_proj, attn.v_proj), strict=True):
+                torch.testing.assert_close(got, proj(xs), atol=1e-6, rtol=0)
+
+    check()
+    with torch.no_grad():
+        attn.k_proj.weight.mul_(2.0)  # written in place, as an optimizer step writes it
+    check()
+    other = MultiHeadAttention(d_model=8, num_heads=2)
+    attn.load_state_dict(other.state_dict())  # copied in place
+    check()
+    attn.v_proj.bias = nn.Parameter(torch.randn(8))  # a new tensor
+    check()
+    attn.double()  # new tensors of another dtype
+    check()
+
+
+def test_project_qkv_records_gradients_through_the_plain_projections():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(d_model=8, num_heads=2)
+    x = torch.randn(5, 8)
+    q, k, v = fused.project_qkv(attn, x)
+    (q.sum() + k.sum() + v.sum()).backward()
+    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+        assert proj.weight.grad is not None and proj.weight.grad.abs().sum() > 0
+
+
+def test_the_padding_free_path_runs_the_fused_kernels_and_the_padded_path_does_not():
+    torch.manual_seed(0)
+    encoder = Encoder(2, 16, 4, 32, dropout=0.0, activation="gelu").eval()
+    x = torch.randn(3, 6, 16)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4])
+    with torch.no_grad():
+        fast = _operators(lambda: encoder(x, mask, padding_free=True))
+        plain = _operators(lambda: encoder(x, mask))
+        torch.testing.assert_close(encoder(x, mask, padding_free=True)[mask.bool()],
+                                   encoder(x, mask)[mask.bool()], atol=1e-5, rtol=0)
+    assert "aten::_addmm_activation" in fast and "aten::gelu" not in fast
+    assert "aten::_addmm_activation" not in plain and "aten::gelu" in plain
