@@ -83,9 +83,10 @@ def random_weights_section(
         kernels = sorted(set(fused_attention_kernels(quarter[FUSED])))
         eval_times = compare(quarter, args.warmup, args.repeats, args.min_run_time)
         mixed_times = compare(mixed, args.warmup, args.repeats, args.min_run_time)
-        # Without padding: no mask at all, torch's fast path and our kernel as a user calls them.
-        unpadded = compare({TORCH: lambda: theirs(x), FUSED: lambda: fused(x)},
-                           args.warmup, args.repeats, args.min_run_time)
+        # Without padding: no mask at all, torch's fast path and ours as a user calls them (the
+        # padding-free path packs nothing then, but runs its fused kernels).
+        unpadded = compare({TORCH: lambda: theirs(x), PACKED: lambda: packed(x, padding_free=True),
+                            FUSED: lambda: fused(x)}, args.warmup, args.repeats, args.min_run_time)
     for model in models:
         model.train()
     train_fns = {name: (model, quarter[name])
@@ -101,7 +102,9 @@ def random_weights_section(
         f"padding mask its fast path packs the real tokens into a nested tensor "
         f"({'it did' if nested else 'it did NOT, here'}) and never computes the padded positions. "
         f"The second row, `{TORCH_PADDED}`, computes them, as our padded paths do. *{PACKED}*: "
-        f"`Encoder(x, mask, padding_free=True)`, the real tokens packed into one matrix; "
+        f"`Encoder(x, mask, padding_free=True)`, the real tokens packed into one matrix, with Q, K, "
+        f"V in one matmul and linear1's bias and GELU in one kernel (`transformer_course.fused`; "
+        f"without a mask it packs nothing); "
         f"*{FUSED}*: the padded path with `F.scaled_dot_product_attention`. "
         f"*eval forward*: a quarter of every row is padding; *rows padded 0-50 %*: row i of "
         f"B ends in i/(B-1) of T/2 padded positions ({100 * (1 - varied.float().mean().item()):.0f} % "
