@@ -1,18 +1,20 @@
-"""Which kernel ran: a look inside ``torch.nn.functional.scaled_dot_product_attention``.
+"""Which operators ran: torch's profiler, asked quietly.
 
 The fused attention function picks its kernel at run time from the device, dtype, shapes and
 mask. :func:`fused_attention_kernels` asks torch's profiler which one it picked, so that the
-scale appendix and the benchmarks can say which kernel they measured.
+scale appendix and the benchmarks can say which kernel they measured; :func:`operator_calls`
+counts the calls of any operators, so that the appendix and the tests can show that a fused
+path ran one call where the plain one runs several.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["fused_attention_kernels"]
+__all__ = ["fused_attention_kernels", "operator_calls"]
 
 
 def fused_attention_kernels(fn: Callable[[], object]) -> list[str]:
@@ -45,6 +47,24 @@ def fused_attention_kernels(fn: Callable[[], object]) -> list[str]:
     # kernel; the efficient and flash kernels call `aten::_efficient_attention_forward` and
     # `aten::_flash_attention_forward` inside it, which are not listed again.
     return [e.name for e in events if e.name.startswith("aten::_scaled_dot_product_")]
+
+
+def operator_calls(fn: Callable[[], object], names: Iterable[str]) -> dict[str, int]:
+    """How many times ``fn()`` called each of the operators ``names`` (``"aten::addmm"``, ...);
+    an operator that was not called is left out. ``fn`` runs once.
+
+    Examples:
+        >>> import torch
+        >>> linear = torch.nn.Linear(4, 4)
+        >>> operator_calls(lambda: [linear(torch.randn(2, 4)) for _ in range(3)], ["aten::addmm", "aten::mm"])
+        {'aten::addmm': 3}
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    wanted = set(names)
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key: e.count for e in prof.key_averages() if e.key in wanted}
 
 
 @contextmanager
