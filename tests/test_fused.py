@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from transformer_course import fused
 from transformer_course.attention import MultiHeadAttention
 from transformer_course.encoder import Encoder

@@ -222,6 +222,8 @@ def bfloat16_section(report: Report, sizes: Sizes, device: torch.device, args) -
         timings = case[1]
         if packed16_name in timings:
             report.values[f"{key} packed ours/torch"] = timings[packed16_name] / timings[torch16]
+            report.values[f"{key} packed ours ms"] = timings[packed16_name] * 1e3
+        report.values[f"{key} torch ms"] = timings[torch16] * 1e3
         report.values[f"{key} ours/torch"] = timings[ours16_name] / timings[torch16]
     report.values["bf16 matmul GFLOP/s"] = speed16 / 1e9
     report.values["bf16 matmul share"] = shares.get("matmuls (addmm, mm, bmm)", float("nan"))
