@@ -209,8 +209,12 @@ const chrome = Array.from(document.querySelectorAll(
     '.reveal .controls button.enabled, .reveal .slide-number'))
   .filter(el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden')
   .map(box);
+const shown = Array.from(slide.querySelectorAll('*'))
+  .filter(el => !el.closest('.fragment:not(.visible)') && el.getClientRects().length > 0
+          && getComputedStyle(el).visibility !== 'hidden');
+const bottom = Math.max(0, ...shown.map(el => el.getBoundingClientRect().bottom));
 const i = Reveal.getIndices();
-return {at: [i.h, i.v, i.f === undefined ? -1 : i.f], figures: figures, chrome: chrome,
+return {at: [i.h, i.v, i.f === undefined ? -1 : i.f], figures: figures, chrome: chrome, bottom: bottom,
         end: Reveal.isLastSlide() && !Reveal.availableFragments().next,
         viewport: [innerWidth, innerHeight]};
 """
@@ -248,6 +252,9 @@ def test_arrow_right_alone_shows_every_figure_within_the_screen(chapter, browser
             if state["at"] == before:
                 break  # → no longer moves (reveal.js's default mode stops at the last section)
             before = state["at"]
+            if state["figures"] and state["bottom"] > 720.5:
+                problems.append(f"slide {state['at']}: a figure with more below it, down to "
+                                f"{round(state['bottom'])} px of 720")
             for figure in state["figures"]:
                 seen.add(figure["n"])
                 where = f"figure {figure['n']} ({figure['alt']!r}) at slide {state['at']}"

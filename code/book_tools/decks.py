@@ -88,15 +88,23 @@ def _shows_something(output) -> bool:
 
 def figures_on_their_own_slides(cells: list) -> list:
     """The cells with every figure that shares its slide with what comes before it moved onto a
-    sub-slide of its own, right after its code cell.
+    sub-slide of its own, right after its code cell, and what follows a figure on its slide moved
+    onto the next sub-slide.
 
     A code cell keeps its figures when it starts a slide and shows nothing else (its code, folded
     or short, is then all that sits above them); otherwise the figures go to a copy of the cell
     that starts a sub-slide, shows no code (`course.figure_only`, read by the template) and holds
-    only the figures, and the cell itself keeps its code and its other outputs.
+    only the figures, and the cell itself keeps its code and its other outputs. Either way the
+    figure ends its slide: the template scales it to the height of the screen, so text below it
+    would fall off the bottom.
     """
     out = []
+    after_figure = False
     for cell in cells:
+        if after_figure and _slide_type(cell) not in ("skip", "notes"):
+            if _slide_type(cell) not in NEW_SLIDE:
+                cell.metadata.setdefault("slideshow", {})["slide_type"] = "subslide"
+            after_figure = False
         out.append(cell)
         if cell.cell_type != "code" or _slide_type(cell) in ("skip", "notes"):
             continue
@@ -104,6 +112,7 @@ def figures_on_their_own_slides(cells: list) -> list:
         others = [o for o in cell.get("outputs", []) if not is_figure(o)]
         if not figures:
             continue
+        after_figure = True
         if _slide_type(cell) in NEW_SLIDE and not any(_shows_something(o) for o in others):
             continue
         alone = copy.deepcopy(cell)
