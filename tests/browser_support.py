@@ -60,7 +60,11 @@ REVEAL_READY = """
 const done = arguments[arguments.length - 1];
 const start = Date.now();
 (function poll() {
-  if (window.Reveal && Reveal.isReady && Reveal.isReady()) { done(true); }
+  // reveal.js ready, and MathJax done typesetting (the deck fits its slide again then)
+  const math = window.MathJax && window.MathJax.startup && window.MathJax.startup.promise;
+  if (window.Reveal && Reveal.isReady && Reveal.isReady() && (!window.MathJax || math)) {
+    (math || Promise.resolve()).then(() => done(true), () => done(false));
+  }
   else if (Date.now() - start > 15000) { done(false); }
   else { setTimeout(poll, 50); }
 })();
