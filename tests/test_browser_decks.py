@@ -236,6 +236,20 @@ const start = Date.now();
 """
 
 
+# On a slide the deck drew smaller to fit the screen: how many times it lays the slide out again
+# in the next 300 ms, with nothing changing (a fit that does not settle would redo itself every
+# frame, and keep a presenter's CPU busy). None for a slide drawn at full size.
+_REFITS = """
+const done = arguments[arguments.length - 1];
+const slide = Reveal.getCurrentSlide();
+if (!Array.from(slide.children).some(el => el.style.zoom)) { done(null); return; }
+const original = window.courseLayFigures;
+let calls = 0;
+window.courseLayFigures = function () { calls += 1; return original(); };
+setTimeout(() => { window.courseLayFigures = original; done(calls); }, 300);
+"""
+
+
 def _overlaps(a: dict, b: dict) -> bool:
     return (a["left"] < b["right"] and b["left"] < a["right"]
             and a["top"] < b["bottom"] and b["top"] < a["bottom"])
@@ -267,6 +281,10 @@ def test_arrow_right_alone_shows_every_slide_and_figure_within_the_screen(chapte
         for _ in range(MAX_PRESSES):
             browser.execute_async_script(_SETTLED)
             state = browser.execute_script(_ON_SCREEN)
+            refits = browser.execute_async_script(_REFITS)
+            if refits:
+                problems.append(f"slide {state['at']}: laid out {refits} more times in 300 ms, "
+                                f"with nothing changing")
             if state["at"] == before:
                 break  # → no longer moves (reveal.js's default mode stops at the last section)
             before = state["at"]
