@@ -183,6 +183,33 @@ def test_parse_number_keeps_labels(report):
 
 
 @pytest.mark.slow  # runs the whole benchmark script once, quickly
+def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_modules):
+    """The quarter-padding and the varied-padding targets each quote their own case's times, and
+    the varied one names the attention calls its row lengths cost."""
+    report_module, targets_module = bench_modules("report"), bench_modules("targets")
+    values = {"matmul GFLOP/s": 400.0}
+    for case, torch_ms, ours_ms, padded_ms, calls in (("eval", 81.7, 67.5, 105.4, 1),
+                                                      ("eval varied", 87.6, 71.3, 107.1, 8)):
+        values |= {f"{case} torch ms": torch_ms, f"{case} packed ours ms": ours_ms,
+                   f"{case} packed ours/torch": ours_ms / torch_ms, f"{case} torch padded ms": padded_ms,
+                   f"{case} real tokens": 768, f"{case} real share": 0.75, f"{case} real flops": 20e9,
+                   f"{case} attention calls": calls}
+    lines, records = targets_module.targets(report_module.Report(lines=[], values=values), False, ["AVX-512"])
+    reasons = {record["target"]: record["reason"] for record in records if record["verdict"] == "MISS"}
+    quarter = next(reason for target, reason in reasons.items() if "a quarter of every row padded" in target
+                   and "float32" in target)
+    varied = next(reason for target, reason in reasons.items() if "rows padded 0-50 %" in target
+                  and "float32" in target)
+    assert "torch's nested path took 81.7 ms" in quarter and "ours 67.5 ms" in quarter
+    assert "87.6" not in quarter and "calls per layer" not in quarter
+    assert "torch's nested path took 87.6 ms" in varied and "ours 71.3 ms" in varied
+    assert "8 calls per layer against 1 for a quarter padding" in varied
+    assert "768 real tokens (a quarter padding: 768)" in varied
+    assert "it took 71.3 ms against 67.5 ms" in varied
+    assert "take 50.0 ms" in quarter  # 20 GFLOP at 400 GFLOP/s: the real tokens' matmul floor
+    assert any(line.startswith("- MISS padding-free encoder <= 0.80") for line in lines)
+
+
 def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     out = tmp_path / "encoder.md"
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from transformer_course.attention import to_torch_key_padding_mask
+from transformer_course.packing import Packing
 from transformer_course.profiling import fused_attention_kernels
 
 from .measure import (
@@ -17,6 +18,7 @@ from .measure import (
     counted_flops,
     forward_flops,
     max_difference,
+    packed_forward_flops,
     training_repeats,
     training_step,
     uses_nested_tensors,
@@ -131,6 +133,12 @@ def random_weights_section(
             report.values[f"{case} ours/torch padded"] = timings[FUSED] / timings[TORCH_PADDED]
             report.values[f"{case} torch padded ms"] = timings[TORCH_PADDED] * 1e3
     report.values["torch nested"] = float(nested)
+    for case, m in (("eval", mask), ("eval varied", varied)):  # what the targets' reasons quote
+        lengths = m.sum(dim=1).tolist()
+        report.values[f"{case} real tokens"] = sum(lengths)
+        report.values[f"{case} real share"] = sum(lengths) / m.numel()
+        report.values[f"{case} real flops"] = packed_forward_flops(lengths, s.d_model, s.d_ff, s.num_layers)
+        report.values[f"{case} attention calls"] = len(Packing.from_mask(m).runs)  # per layer
 
     flops = forward_flops(s.batch, s.length, s.d_model, s.d_ff, s.num_layers)
     with torch.no_grad():
