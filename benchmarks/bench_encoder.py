@@ -40,8 +40,9 @@ numbers to ``_build/bench/encoder.json``.
 ``--quick`` shrinks every size and repeat count so the script finishes in seconds (the smoke test
 uses it) and skips the compile; its numbers say nothing about speed and its targets are not judged.
 
-This file is the entry point: its options, the malloc settings, and the run of every section into
-one report. The measuring, the models, the sections and the report are the modules of
+This file is the entry point: its options, the re-execution in the measuring environment (malloc
+tunables, OpenMP's default wait policy: ``encoder.machine.measuring_environment``), and the run
+of every section into one report. The measuring, the models, the sections and the report are the modules of
 ``benchmarks/encoder/`` (see its ``__init__``).
 """
 
@@ -61,7 +62,13 @@ import torch
 # benchmarks/encoder/, found because Python puts this script's folder on sys.path
 from encoder.comparisons import pretrained_section, random_weights_section
 from encoder.compiled import compile_section
-from encoder.machine import Interference, bfloat16_support, matrix_features
+from encoder.machine import (
+    MALLOC_TUNABLES,
+    Interference,
+    bfloat16_support,
+    matrix_features,
+    measuring_environment,
+)
 from encoder.measure import training_repeats
 from encoder.models import QUICK, Sizes
 from encoder.report import Report, finite
@@ -79,16 +86,6 @@ warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors", c
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "_build" / "bench" / "encoder.md"
-
-# glibc returns every large freed block to the kernel at once (mmap threshold, trim threshold),
-# so each new activation tensor of a CPU forward is fresh memory that page-faults and is zeroed
-# by the kernel: ~15,000 faults per forward here, a tenth of its time. PyTorch's CPU tuning
-# guide advises a caching allocator (jemalloc, tcmalloc); glibc's own tunables do the same with
-# nothing to install. They apply to every implementation alike, so the ratios stay fair.
-# mmap_threshold: blocks up to 32 MiB (glibc's maximum) come from the heap; trim_threshold: a
-# freed heap top of up to 16 GiB is kept for the next allocation instead of returned.
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184"
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,11 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if (not args.default_malloc and platform.system() == "Linux" and "GLIBC_TUNABLES" not in os.environ
-            and argv is None):
-        # Tunables are read when the process starts: run this same script again with them set.
-        os.environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
-        os.execv(sys.executable, [sys.executable, *sys.argv])
+    environment = measuring_environment(dict(os.environ), args.default_malloc)
+    if environment is not None and argv is None:  # run as a script: again, in that environment
+        os.execve(sys.executable, [sys.executable, *sys.argv], environment)
     torch.set_num_threads(args.threads)
     device = runtime.setup(0, device=args.device)  # seeds; float32 matmuls stay true float32 (no TF32)
     # Timing, not reproducing: the default kernels, as a user runs them (setup asks for
@@ -143,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load average {load:.2f} at the start, "
         f"malloc {'tuned' if os.environ.get('GLIBC_TUNABLES') == MALLOC_TUNABLES else 'default'}, "
+        f"OpenMP wait policy {os.environ.get('OMP_WAIT_POLICY', 'default')}, "
         f"bfloat16: {args.bf16_support[1]}"
         + (", --quick (sizes reduced: not a measurement)" if args.quick else ""),
         "",
@@ -191,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),  # see measuring_environment
         "cpus": os.cpu_count(),
         "quick": args.quick,
         "bfloat16": {"supported": args.bf16_support[0], "how": args.bf16_support[1]},

@@ -210,9 +210,27 @@ def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_
     assert any(line.startswith("- MISS padding-free encoder <= 0.80") for line in lines)
 
 
+def test_the_benchmark_measures_with_openmps_default_wait_policy_and_the_malloc_tunables(bench_modules):
+    """torch as its users run it: the notebooks' OMP_WAIT_POLICY=PASSIVE is dropped (it slowed
+    torch's nested path by half), glibc's caching tunables are added unless asked not to, and an
+    environment that is already right is left alone (no endless re-execution)."""
+    machine = bench_modules("machine")
+    notebooks = {"PATH": "/usr/bin", "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"}
+    wanted = machine.measuring_environment(notebooks, default_malloc=False)
+    assert "OMP_WAIT_POLICY" not in wanted and wanted["OMP_NUM_THREADS"] == "2"
+    if sys.platform.startswith("linux"):
+        assert wanted["GLIBC_TUNABLES"] == machine.MALLOC_TUNABLES
+    assert machine.measuring_environment(wanted, default_malloc=False) is None
+    assert "GLIBC_TUNABLES" not in machine.measuring_environment(notebooks, default_malloc=True)
+    own = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
+    assert machine.measuring_environment(own, default_malloc=False) is None  # the user's own are kept
+
+
 def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     out = tmp_path / "encoder.md"
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    # As `make bench` starts it: with the notebooks' OMP_WAIT_POLICY, which the script drops.
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+           "OMP_WAIT_POLICY": "PASSIVE"}
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -249,6 +267,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     for key in ("machine", "cpu_capability", "torch", "threads", "tables", "targets", "values", "bfloat16"):
         assert key in data
     assert data["torch"] == torch.__version__ and data["threads"] == 2 and data["quick"] is True
+    assert data["omp_wait_policy"] == "default" and "OpenMP wait policy default" in table
     for name in ("random_weights", "throughput", "bfloat16", "compile", "sentences", "sweep"):
         assert data["tables"][name], name
     rows = {(row["case"], row["implementation"]): row for row in data["tables"]["random_weights"]}

@@ -1,16 +1,44 @@
-"""The machine the benchmark runs on: its CPU's flags (its name comes from
-`book_tools.recording.cpu_name`), whether bfloat16 runs natively, and how much of the CPUs other
-processes took while each section ran."""
+"""The machine the benchmark runs on: the environment it measures in (malloc, OpenMP), its CPU's
+flags (its name comes from `book_tools.recording.cpu_name`), whether bfloat16 runs natively, and
+how much of the CPUs other processes took while each section ran."""
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import time
 
 import torch
 
 from .measure import compare, square_matmul
+
+# glibc returns every large freed block to the kernel at once (mmap threshold, trim threshold),
+# so each new activation tensor of a CPU forward is fresh memory that page-faults and is zeroed
+# by the kernel: ~15,000 faults per forward here, a tenth of its time. PyTorch's CPU tuning
+# guide advises a caching allocator (jemalloc, tcmalloc); glibc's own tunables do the same with
+# nothing to install. They apply to every implementation alike, so the ratios stay fair.
+# mmap_threshold: blocks up to 32 MiB (glibc's maximum) come from the heap; trim_threshold: a
+# freed heap top of up to 16 GiB is kept for the next allocation instead of returned.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184"
+
+
+def measuring_environment(environ: dict[str, str], default_malloc: bool) -> dict[str, str] | None:
+    """The environment the benchmark measures in, or None when ``environ`` is it already.
+
+    On Linux, glibc's caching malloc tunables (above; a user's own GLIBC_TUNABLES are kept, and
+    ``default_malloc`` keeps glibc's defaults). And OpenMP's default wait policy, as torch's users
+    run it: OMP_WAIT_POLICY is dropped. `make` sets it to PASSIVE for the notebooks (their threads
+    sleep at once when they wait, so that a kernel and pytest can share two cores); under it each
+    of the many short parallel loops of torch's nested-tensor path pays a thread wake-up: section
+    1's forward with a quarter padding took torch.nn.TransformerEncoder 109 ms instead of 72 on
+    the development machine (ours 68 instead of 60). Both settings are read when a process
+    starts, so the script runs itself again in this environment.
+    """
+    wanted = {name: value for name, value in environ.items() if name != "OMP_WAIT_POLICY"}
+    if not default_malloc and platform.system() == "Linux":
+        wanted.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
+    return None if wanted == dict(environ) else wanted
 
 
 def cpu_flags() -> set[str]:
