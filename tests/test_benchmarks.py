@@ -187,12 +187,13 @@ def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_
     """The quarter-padding and the varied-padding targets each quote their own case's times, and
     the varied one names the attention calls its row lengths cost."""
     report_module, targets_module = bench_modules("report"), bench_modules("targets")
-    values = {"matmul GFLOP/s": 400.0}
+    values = {"matmul GFLOP/s": 400.0, "linear vs matmul": 0.8}
     for case, torch_ms, ours_ms, padded_ms, calls in (("eval", 81.7, 67.5, 105.4, 1),
                                                       ("eval varied", 87.6, 71.3, 107.1, 8)):
         values |= {f"{case} torch ms": torch_ms, f"{case} packed ours ms": ours_ms,
                    f"{case} packed ours/torch": ours_ms / torch_ms, f"{case} torch padded ms": padded_ms,
                    f"{case} real tokens": 768, f"{case} real share": 0.75, f"{case} real flops": 20e9,
+                   f"{case} real linear flops": 16e9,
                    f"{case} attention calls": calls}
     lines, records = targets_module.targets(report_module.Report(lines=[], values=values), False, ["AVX-512"])
     reasons = {record["target"]: record["reason"] for record in records if record["verdict"] == "MISS"}
@@ -207,6 +208,8 @@ def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_
     assert "768 real tokens (a quarter padding: 768)" in varied
     assert "it took 71.3 ms against 67.5 ms" in varied
     assert "take 50.0 ms" in quarter  # 20 GFLOP at 400 GFLOP/s: the real tokens' matmul floor
+    assert "their linear layers 50.0 ms at the 80 %" in quarter  # 16 GFLOP at 0.8 x 400 GFLOP/s
+    assert "would leave 15.4 ms" in quarter and "they take 17.5 ms here" in quarter
     assert any(line.startswith("- MISS padding-free encoder <= 0.80") for line in lines)
 
 

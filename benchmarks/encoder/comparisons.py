@@ -17,6 +17,7 @@ from .measure import (
     compare,
     counted_flops,
     forward_flops,
+    forward_flops_by_part,
     max_difference,
     packed_forward_flops,
     training_repeats,
@@ -138,6 +139,8 @@ def random_weights_section(
         report.values[f"{case} real tokens"] = sum(lengths)
         report.values[f"{case} real share"] = sum(lengths) / m.numel()
         report.values[f"{case} real flops"] = packed_forward_flops(lengths, s.d_model, s.d_ff, s.num_layers)
+        report.values[f"{case} real linear flops"] = sum(
+            forward_flops_by_part(1, n, s.d_model, s.d_ff, s.num_layers)["linear layers"] for n in lengths)
         report.values[f"{case} attention calls"] = len(Packing.from_mask(m).runs)  # per layer
 
     flops = forward_flops(s.batch, s.length, s.d_model, s.d_ff, s.num_layers)

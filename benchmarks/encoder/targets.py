@@ -18,22 +18,27 @@ def unpadded_reason(torch_ms: float, ours_ms: float, matmuls: str, share: float)
 def packing_reason(v: dict[str, float], case: str, units: str, matmul_speed: float) -> str:
     """Why ours is not at 0.80 x torch's nested path on the padded batch of ``case`` ("eval": a
     quarter of every row padded, "eval varied": rows padded 0-50 %), in that case's measured
-    numbers: the times, and the real tokens' FLOPs at the square matmul's ``matmul_speed`` (FLOP/s),
-    which no eager forward undercuts."""
+    numbers: the times, the real tokens' FLOPs at the square matmul's ``matmul_speed`` (FLOP/s),
+    and their linear layers' FLOPs at the speed section 3 measured for the linear layers."""
     nan = float("nan")
     torch_ms, ours_ms = v.get(f"{case} torch ms", nan), v.get(f"{case} packed ours ms", nan)
     padded_ms = v.get(f"{case} torch padded ms", nan)
     floor_ms = 1e3 * v.get(f"{case} real flops", nan) / matmul_speed
+    linear_speed = v.get("linear vs matmul", nan) * matmul_speed  # FLOP/s of the linear layers
+    linear_ms = 1e3 * v.get(f"{case} real linear flops", nan) / linear_speed
     per_token = torch_ms / (v.get(f"{case} real share", nan) * padded_ms)
     return (f"both skip the padding (torch's nested tensors, our packing) and run the same fused "
             f"kernels (Q, K, V in one matmul, bias and GELU in linear1), so the real tokens' matmuls "
             f"on {units} decide: torch's nested path took {torch_ms:.1f} ms (its padded fast path "
-            f"{padded_ms:.1f} ms), ours {ours_ms:.1f} ms. The real tokens' matmul FLOPs alone take "
-            f"{floor_ms:.1f} ms at this machine's square float32 matmul speed; 0.80 x torch is "
-            f"{0.8 * torch_ms:.1f} ms, which would leave {0.8 * torch_ms - floor_ms:.1f} ms for "
-            f"attention, layer norms, adds and copies, which take {ours_ms - floor_ms:.1f} ms here: "
-            f"on this CPU torch's nested path costs {per_token:.2f} x its padded path's time per "
-            f"real token, so it keeps all that skipping the padding saves")
+            f"{padded_ms:.1f} ms), ours {ours_ms:.1f} ms. 0.80 x torch is {0.8 * torch_ms:.1f} ms; "
+            f"the real tokens' matmul FLOPs alone take {floor_ms:.1f} ms at this machine's square "
+            f"float32 matmul speed, and their linear layers {linear_ms:.1f} ms at the "
+            f"{100 * v.get('linear vs matmul', nan):.0f} % of it that section 3 measured for our "
+            f"linear layers, "
+            f"which would leave {0.8 * torch_ms - linear_ms:.1f} ms for attention, layer norms, adds "
+            f"and copies: they take {ours_ms - linear_ms:.1f} ms here. On this CPU torch's nested "
+            f"path costs {per_token:.2f} x its padded path's time per real token, so it keeps all "
+            f"that skipping the padding saves")
 
 
 def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str], list[dict[str, object]]]:
