@@ -213,6 +213,16 @@ def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_
     assert any(line.startswith("- MISS padding-free encoder <= 0.80") for line in lines)
 
 
+def test_a_value_that_rounds_to_its_bound_is_shown_with_one_more_digit(bench_modules):
+    shown = bench_modules("targets").shown_value
+    assert shown(0.8041, 0.80, False) == "0.804"  # a MISS of <= 0.80 does not print "0.80"
+    assert shown(0.7961, 0.80, False) == "0.796"
+    assert shown(0.80, 0.80, False) == "0.80"
+    assert shown(0.8341, 0.80, False) == "0.83"
+    assert shown(1.2, None, False) == "1.20"
+    assert shown(0.724, 0.75, True) == "72 %"
+
+
 def test_the_benchmark_measures_with_openmps_default_wait_policy_and_the_malloc_tunables(bench_modules):
     """torch as its users run it: the notebooks' OMP_WAIT_POLICY=PASSIVE is dropped (it slowed
     torch's nested path by half), glibc's caching tunables are added unless asked not to, and an
@@ -280,6 +290,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     assert len(data["targets"]) == 19
     assert isinstance(data["cpu_features"], list)
     assert {target["verdict"] for target in data["targets"]} <= {"INFO", "SKIP"}
+    assert all(target["shown"] in table for target in data["targets"])  # as the lines show it
     if data["bfloat16"]["supported"]:
         names = [row["implementation"] for row in data["tables"]["bfloat16"]]
         assert "torch.nn.TransformerEncoder, float32 weights, autocast" in names  # timed, or "fails: ..."

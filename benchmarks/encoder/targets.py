@@ -41,6 +41,21 @@ def packing_reason(v: dict[str, float], case: str, units: str, matmul_speed: flo
             f"that skipping the padding saves")
 
 
+def shown_value(value: float, bound: float | None, percent: bool) -> str:
+    """A target's measured value as its line shows it: a percentage, or a ratio to two decimals,
+    three where two would print the bound itself (0.804 against <= 0.80 is a MISS, not "0.80").
+
+    Examples:
+        >>> shown_value(0.8041, 0.8, False), shown_value(0.8341, 0.8, False), shown_value(0.72, 0.75, True)
+        ('0.804', '0.83', '72 %')
+    """
+    if percent:
+        return f"{100 * value:.0f} %"
+    if bound is not None and f"{value:.2f}" == f"{bound:.2f}" and value != bound:
+        return f"{value:.3f}"
+    return f"{value:.2f}"
+
+
 def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str], list[dict[str, object]]]:
     """The PASS/MISS lines (each target, its measured value, and why where it is missed), and as data;
     ``features``: the CPU's matrix features (`machine.matrix_features`), named in the reasons."""
@@ -172,12 +187,13 @@ def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str]
     for label, value, bound, op, reason in checks:
         if value is None or value != value:  # not measured (or NaN)
             lines.append(f"- SKIP {label}: not measured")
-            records.append({"target": label, "value": None, "bound": bound, "op": op, "verdict": "SKIP"})
+            records.append({"target": label, "value": None, "shown": "not measured", "bound": bound,
+                            "op": op, "verdict": "SKIP"})
             continue
         ok = op == "info" or (value <= bound if op == "<=" else value >= bound)
-        shown = f"{100 * value:.0f} %" if "throughput" in label else f"{value:.2f}"
+        shown = shown_value(value, bound, "throughput" in label)
         verdict = "INFO" if quick or op == "info" else ("PASS" if ok else "MISS")
         lines.append(f"- {verdict} {label}: measured {shown}" + ("" if ok or quick else f" ({reason})"))
-        records.append({"target": label, "value": value, "bound": bound, "op": op, "verdict": verdict,
-                        "reason": None if ok or quick else reason})
+        records.append({"target": label, "value": value, "shown": shown, "bound": bound, "op": op,
+                        "verdict": verdict, "reason": None if ok or quick else reason})
     return lines, records
