@@ -11,6 +11,7 @@ from torch import nn
 from transformer_course import fused
 from transformer_course.attention import MultiHeadAttention
 from transformer_course.encoder import Encoder
+from transformer_course.packing import Packing
 from transformer_course.profiling import operator_calls
 
 COUNTED = ["aten::addmm", "aten::_addmm_activation", "aten::gelu", "aten::gelu_"]
@@ -135,3 +136,88 @@ def test_the_padding_free_path_runs_the_fused_kernels_and_the_padded_path_does_n
                                    encoder(x, mask)[mask.bool()], atol=1e-5, rtol=0)
     assert "aten::_addmm_activation" in fast and "aten::gelu" not in fast
     assert "aten::_addmm_activation" not in plain and "aten::gelu" in plain
+
+
+def test_project_qkv_with_spare_rows_writes_the_same_product_and_zeros_after_it():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(d_model=8, num_heads=2)
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        plain = fused.project_qkv(attn, x)
+        q, k, v = fused.project_qkv(attn, x, spare_rows=3)
+        for got, expected in zip((q, k, v), plain, strict=True):
+            assert got.shape == (5, 8) and torch.equal(got, expected)  # addmm into rows, bit for bit
+        rows = q.as_strided((8, 24), (24, 1), q.storage_offset())  # the whole (N + 3, 3D) tensor
+        assert torch.equal(rows[5:], torch.zeros(3, 24))
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # in autocast's dtype, as F.linear runs
+            q16 = fused.project_qkv(attn, x, spare_rows=3)[0]
+            assert q16.dtype == torch.bfloat16 and torch.equal(q16, fused.project_qkv(attn, x)[0])
+        with pytest.raises(ValueError, match=r"spare rows need a packed \(N, D\) matrix"):
+            fused.project_qkv(attn, x.view(1, 5, 8), spare_rows=3)
+
+
+def test_padded_keys_apply_only_where_the_view_is_safe_and_worth_it():
+    kv = torch.randn(2 * 5 + 11, 8)
+    k, v = kv[:10], kv[:10]
+    keys, values, mask = fused.padded_keys(k, v, start=0, rows=2, length=5, num_heads=2)
+    assert keys.shape == values.shape == (2, 2, 16, 4) and mask.shape == (1, 1, 1, 16)
+    assert mask.flatten().tolist() == [True] * 5 + [False] * 11
+    # Row 1's head 1, key 2 is token 5 + 2, columns 4..7.
+    assert torch.equal(keys[1, 1, 2], kv[7, 4:])
+    assert fused.padded_keys(k, v, 0, 2, 16, 2) is None  # already a multiple of KEY_BLOCK
+    short = torch.randn(10, 8)  # no storage after the last row: the view would read past it
+    assert fused.padded_keys(short, short, 0, 2, 5, 2) is None
+    assert fused.padded_keys(k.clone().requires_grad_(), v, 0, 2, 5, 2) is None  # autograd records
+
+
+def _packed_attention(attn, lengths, x, grad=False):
+    """attn.attend_packed on rows of ``lengths`` tokens taken from x (B, T, D), and the padded
+    path's result on the same real tokens."""
+    real = torch.arange(x.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+    packing = Packing.from_mask(real)
+    with torch.set_grad_enabled(grad):
+        return attn.attend_packed(packing.pack(x), packing), attn(x, attention_mask=real)[0][real]
+
+
+@pytest.mark.parametrize("lengths", [[27, 27, 27, 9], [13], [5, 3, 40, 17, 16], [33, 1, 1]])
+def test_attention_on_padded_keys_equals_the_padded_path(lengths):
+    torch.manual_seed(1)
+    attn = MultiHeadAttention(d_model=32, num_heads=4).eval()
+    x = torch.randn(len(lengths), max(lengths), 32)
+    packed, padded = _packed_attention(attn, lengths, x)
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+    with_grad, _ = _packed_attention(attn, lengths, x, grad=True)  # own keys only, as the chapters
+    torch.testing.assert_close(with_grad, packed, atol=1e-5, rtol=1e-5)
+
+
+def test_a_row_does_not_see_the_keys_it_reads_on_into():
+    """Row 0 (27 tokens) reads keys 27..31 from row 1: masked, they get weight exactly 0, so what
+    row 1 holds leaves row 0's result unchanged, bit for bit."""
+    torch.manual_seed(2)
+    attn = MultiHeadAttention(d_model=32, num_heads=4).eval()
+    x = torch.randn(2, 27, 32)
+    other = x.clone()
+    other[1] = 100 * torch.randn(27, 32)
+    with torch.no_grad():
+        first, _ = _packed_attention(attn, [27, 27], x)
+        second, _ = _packed_attention(attn, [27, 27], other)
+    assert torch.equal(first[:27], second[:27])
+    assert not torch.equal(first[27:], second[27:])
+
+
+def test_the_padding_free_path_reads_padded_keys_on_unaligned_rows(monkeypatch):
+    torch.manual_seed(3)
+    attn = MultiHeadAttention(d_model=32, num_heads=4).eval()
+    x = torch.randn(3, 27, 32)
+    applied = []
+    original = fused.padded_keys
+
+    def spy(*args):
+        result = original(*args)
+        applied.append(result is not None)
+        return result
+
+    monkeypatch.setattr(fused, "padded_keys", spy)
+    with torch.no_grad():
+        _packed_attention(attn, [27, 27, 16], x)
+    assert applied == [True, False]  # the run of two 27-token rows padded, the 16-token row not
