@@ -281,7 +281,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
         assert key in data
     assert data["torch"] == torch.__version__ and data["threads"] == 2 and data["quick"] is True
     assert data["omp_wait_policy"] == "default" and "OpenMP wait policy default" in table
-    for name in ("random_weights", "throughput", "bfloat16", "compile", "sentences", "sweep"):
+    for name in ("random_weights", "throughput", "padded_keys", "bfloat16", "compile", "sentences", "sweep"):
         assert data["tables"][name], name
     rows = {(row["case"], row["implementation"]): row for row in data["tables"]["random_weights"]}
     row = rows[("eval forward", "ours, fused attention")]

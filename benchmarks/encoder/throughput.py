@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from transformer_course import fused
 from transformer_course.attention import to_torch_key_padding_mask
 from transformer_course.encoder import Encoder
 from transformer_course.profiling import fused_attention_kernels
@@ -98,6 +99,40 @@ def throughput_section(report: Report, sizes: Sizes, device: torch.device, args,
     report.lines += ["Where the fused forward's time goes (one profiled run):", ""]
     report.table(["operators", "share of time"],
                  [[kind, f"{100 * share:.1f} %"] for kind, share in shares.items()], "lr", "time_shares")
+    if device.type == "cpu":
+        padded_keys_table(report, s, args)
+
+
+def padded_keys_table(report: Report, sizes: Sizes, args, rows: int = 26, length: int = 27) -> None:
+    """The CPU attention kernel on ``rows`` rows of ``length`` keys, as a batch of length-sorted
+    sentences gives it, on each row's own keys and on keys read on to the next multiple of
+    ``fused.KEY_BLOCK`` under a mask (``fused.padded_keys``, which the padding-free path takes)."""
+    H, D = sizes.num_heads, sizes.d_model
+    qkv = torch.randn(rows * length + fused.KEY_BLOCK - 1, 3 * D)  # packed rows, then spare rows
+    q, k, v = qkv[: rows * length].split(D, dim=-1)
+    own = [t.view(rows, length, H, D // H).transpose(1, 2) for t in (q, k, v)]  # (r, H, n, D_h)
+    keys, values, mask = fused.padded_keys(k, v, 0, rows, length, H)
+    attend = torch.nn.functional.scaled_dot_product_attention
+    with torch.inference_mode():
+        assert max_difference(attend(*own), attend(own[0], keys, values, attn_mask=mask)) < 1e-5
+        times = compare({"own keys": lambda: attend(*own),
+                         "padded keys": lambda: attend(own[0], keys, values, attn_mask=mask)},
+                        args.warmup, args.repeats, args.min_run_time)
+    padded = keys.shape[2]
+    report.values["padded keys / own keys"] = times["padded keys"] / times["own keys"]
+    report.values["padded keys length"], report.values["padded keys padded length"] = length, padded
+    report.lines += [
+        f"The attention kernel on {rows} rows of {length} keys ({H} heads of {D // H}), on each "
+        f"row's own keys and read on to {padded} keys, masked (`fused.padded_keys`, which the "
+        f"padding-free path takes on the CPU for every row length that is not a multiple of "
+        f"{fused.KEY_BLOCK}):",
+        "",
+    ]
+    report.table(["keys per row", "median us", "ratio"], [
+        [f"{length}, own keys", f"{1e6 * times['own keys']:.0f}", "1.00"],
+        [f"{padded}, the last {padded - length} masked", f"{1e6 * times['padded keys']:.0f}",
+         f"{times['padded keys'] / times['own keys']:.2f}"],
+    ], "lrr", "padded_keys")
 
 
 def autocast_call(fn: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], torch.Tensor]:
