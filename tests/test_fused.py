@@ -221,3 +221,22 @@ def test_the_padding_free_path_reads_padded_keys_on_unaligned_rows(monkeypatch):
     with torch.no_grad():
         _packed_attention(attn, [27, 27, 16], x)
     assert applied == [True, False]  # the run of two 27-token rows padded, the 16-token row not
+
+
+@pytest.mark.parametrize(("lengths", "spare"), [([16, 16, 32], 0), ([16, 27], fused.KEY_BLOCK - 1)])
+def test_spare_rows_are_made_only_for_rows_that_read_their_keys_on(monkeypatch, lengths, spare):
+    """An aligned batch (the no-padding case) keeps the plain product: no rows to spare."""
+    torch.manual_seed(4)
+    attn = MultiHeadAttention(d_model=32, num_heads=4).eval()
+    asked = []
+    original = fused.project_qkv
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["spare_rows"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fused, "project_qkv", spy)
+    with torch.no_grad():
+        packed, padded = _packed_attention(attn, lengths, torch.randn(len(lengths), max(lengths), 32))
+    assert asked == [spare]
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)

@@ -240,8 +240,10 @@ class MultiHeadAttention(nn.Module):
         """
         H, D_h = self.num_heads, self.head_dim
         dropout_p = self.dropout if self.training else 0.0
-        # (N, D) each, in one matmul when no gradient is recorded, with room for padded_keys
-        q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1)
+        # (N, D) each, in one matmul when no gradient is recorded; on the CPU, where a row length
+        # is not a multiple of KEY_BLOCK, with spare rows after them for padded_keys to read into
+        unaligned = x.device.type == "cpu" and any(n % fused.KEY_BLOCK for _, _, n in packing.runs)
+        q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1 if unaligned else 0)
         contexts = []
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length
