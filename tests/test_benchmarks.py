@@ -221,6 +221,7 @@ def test_a_value_that_rounds_to_its_bound_is_shown_with_one_more_digit(bench_mod
     assert shown(0.8341, 0.80, False) == "0.83"
     assert shown(1.2, None, False) == "1.20"
     assert shown(0.724, 0.75, True) == "72 %"
+    assert shown(0.7497, 0.75, True) == "74.97 %"  # not "75 %" for a MISS of >= 75 %
 
 
 def test_the_benchmark_measures_with_openmps_default_wait_policy_and_the_malloc_tunables(bench_modules):

@@ -42,18 +42,22 @@ def packing_reason(v: dict[str, float], case: str, units: str, matmul_speed: flo
 
 
 def shown_value(value: float, bound: float | None, percent: bool) -> str:
-    """A target's measured value as its line shows it: a percentage, or a ratio to two decimals,
-    three where two would print the bound itself (0.804 against <= 0.80 is a MISS, not "0.80").
+    """A target's measured value as its line shows it: a percentage to whole percents, or a ratio
+    to two decimals, with more digits (up to two more) where fewer would print the bound itself
+    (0.804 against <= 0.80 is a MISS, not "0.80"; 74.97 % against >= 75 % not "75 %").
 
     Examples:
-        >>> shown_value(0.8041, 0.8, False), shown_value(0.8341, 0.8, False), shown_value(0.72, 0.75, True)
-        ('0.804', '0.83', '72 %')
+        >>> shown_value(0.8041, 0.8, False), shown_value(0.8341, 0.8, False)
+        ('0.804', '0.83')
+        >>> shown_value(0.7497, 0.75, True), shown_value(0.72, 0.75, True)
+        ('74.97 %', '72 %')
     """
-    if percent:
-        return f"{100 * value:.0f} %"
-    if bound is not None and f"{value:.2f}" == f"{bound:.2f}" and value != bound:
-        return f"{value:.3f}"
-    return f"{value:.2f}"
+    scale, digits, unit = (100, 0, " %") if percent else (1, 2, "")
+    for extra in range(3):
+        shown = f"{scale * value:.{digits + extra}f}"
+        if bound is None or value == bound or shown != f"{scale * bound:.{digits + extra}f}":
+            break
+    return shown + unit
 
 
 def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str], list[dict[str, object]]]:
