@@ -42,8 +42,8 @@ uses it) and skips the compile; its numbers say nothing about speed and its targ
 
 This file is the entry point: its options, the re-execution in the measuring environment (malloc
 tunables, OpenMP's default wait policy: ``encoder.machine.measuring_environment``), and the run
-of every section into one report. The measuring, the models, the sections and the report are the modules of
-``benchmarks/encoder/`` (see its ``__init__``).
+of every section into one report. The measuring, the models, the sections and the report are the
+modules of ``benchmarks/encoder/`` (see its ``__init__``).
 """
 
 from __future__ import annotations

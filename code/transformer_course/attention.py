@@ -240,10 +240,10 @@ class MultiHeadAttention(nn.Module):
         """
         H, D_h = self.num_heads, self.head_dim
         dropout_p = self.dropout if self.training else 0.0
-        # (N, D) each, in one matmul when no gradient is recorded; on the CPU, where a row length
-        # is not a multiple of KEY_BLOCK, with spare rows after them for padded_keys to read into
-        unaligned = x.device.type == "cpu" and any(n % fused.KEY_BLOCK for _, _, n in packing.runs)
-        q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1 if unaligned else 0)
+        # (N, D) each, in one matmul when no gradient is recorded; where some row's keys will be
+        # read on (padded_keys), with spare rows after them to read into
+        reads_on = any(fused.reads_keys_on(x.device, n) for _, _, n in packing.runs)
+        q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1 if reads_on else 0)
         contexts = []
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["KEY_BLOCK", "linear_activation", "padded_keys", "project_qkv"]
+__all__ = ["KEY_BLOCK", "linear_activation", "padded_keys", "project_qkv", "reads_keys_on"]
 
 # Key lengths that the CPU flash-attention kernel of torch 2.13 runs at full speed are multiples
 # of this (measured: 27 keys per row took 665 us, the same rows read on to 32 keys 362 us).
@@ -150,6 +150,17 @@ def _linear_into_rows(
     return torch.addmm(bias, x, weight.t(), out=rows[:N])
 
 
+def reads_keys_on(device: torch.device, length: int) -> bool:
+    """Whether :func:`padded_keys` reads the keys of rows of ``length`` tokens on to the next
+    multiple of :data:`KEY_BLOCK` on ``device``: on the CPU, where that length is not one.
+
+    Examples:
+        >>> reads_keys_on(torch.device("cpu"), 27), reads_keys_on(torch.device("cpu"), 32)
+        (True, False)
+    """
+    return device.type == "cpu" and length % KEY_BLOCK != 0
+
+
 def padded_keys(
     k: torch.Tensor, v: torch.Tensor, start: int, rows: int, length: int, num_heads: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -178,10 +189,10 @@ def padded_keys(
         >>> torch.equal(keys[1, :, 0], k[5].view(2, 4))  # row 1 starts at token 5
         True
     """
-    padded = -(-length // KEY_BLOCK) * KEY_BLOCK
-    if (padded == length or k.device.type != "cpu" or k.requires_grad or v.requires_grad
+    if (not reads_keys_on(k.device, length) or k.requires_grad or v.requires_grad
             or k.stride(1) != 1 or v.stride(1) != 1):
         return None
+    padded = -(-length // KEY_BLOCK) * KEY_BLOCK
     views = []
     for t in (k, v):
         D, step = t.shape[1], t.stride(0)
