@@ -260,15 +260,13 @@ class Encoder(nn.Module):
     On the real tokens both paths give the same output (to float rounding); the padded positions
     hold zeros instead of values nobody should read. Packing saves the padding's share of the
     matrix products and costs a gather and a scatter per batch, so it pays only when there is
-    padding (without any, nothing is moved). When no gradient is recorded, this path also runs
-    two fused kernels (Q, K, V in one matmul; the first feed-forward matmul with its activation),
-    which pay with or without padding, and on the CPU reads the keys of a row whose length is not
-    a multiple of 16 on into the next row's, masked (:func:`~transformer_course.fused.padded_keys`):
-    it is the fast path for inference. It is an argument, off
-    by default, because the chapters read the padded path's plain operators and outputs (and
-    attention weights, which this path never forms);
-    :func:`~transformer_course.bert.embed_sentences` turns it on. Training works too (autograd
-    follows the gather and the scatter).
+    padding (without any, nothing is moved). When no gradient is recorded, it also takes the
+    fast paths of :mod:`~transformer_course.fused` (Q, K, V in one matmul; the first feed-forward
+    matmul with its activation; on the CPU, keys read on to a multiple of 16, masked), which pay
+    with or without padding: it is the fast path for inference. It is an argument, off by
+    default, because the chapters read the padded path's plain operators and outputs (and
+    attention weights, which this path never forms); :func:`~transformer_course.bert.embed_sentences`
+    turns it on. Training works too (autograd follows the gather and the scatter).
 
     Examples:
         >>> encoder = Encoder(num_layers=2, d_model=8, num_heads=2, d_ff=32)
