@@ -244,7 +244,7 @@ class MultiHeadAttention(nn.Module):
         # read on (padded_keys), with spare rows after them to read into
         reads_on = any(fused.reads_keys_on(x.device, n) for _, _, n in packing.runs)
         q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1 if reads_on else 0)
-        contexts = []
+        context = q.new_empty(q.shape[0], self.d_model)  # (N, D): each run's rows written into it
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length
             q_r = q[start:end].view(rows, length, H, D_h).transpose(1, 2)  # (r·n, D) -> (r, H, n, D_h)
@@ -252,11 +252,8 @@ class MultiHeadAttention(nn.Module):
             if keys is None:  # each row's own n keys
                 keys = (*(t[start:end].view(rows, length, H, D_h).transpose(1, 2) for t in (k, v)), None)
             # Every query has a key (n ≥ 1): the kernel's result needs no fixing (fused_attention).
-            context = F.scaled_dot_product_attention(q_r, *keys[:2], attn_mask=keys[2], dropout_p=dropout_p)
-            contexts.append(context.transpose(1, 2).reshape(rows * length, self.d_model))  # (r·n, D)
-        if not contexts:  # only padding: nothing attends
-            return self.out_proj(v)
-        context = contexts[0] if len(contexts) == 1 else torch.cat(contexts)  # (N, D)
+            out = F.scaled_dot_product_attention(q_r, *keys[:2], attn_mask=keys[2], dropout_p=dropout_p)
+            context[start:end].view(rows, length, H, D_h).copy_(out.transpose(1, 2))  # heads side by side
         return self.out_proj(context)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
