@@ -288,6 +288,10 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     row = rows[("eval forward", "ours, fused attention")]
     assert isinstance(row["ms"], float) and row["ms"] > 0 and isinstance(row["ratio"], float)
     assert all(isinstance(row["T"], float) for row in data["tables"]["sweep"])
+    own, padded = data["tables"]["padded_keys"]  # labelled rows, not cells parsed to numbers
+    assert (own["keys"], own["masked keys"], own["ratio"]) == ("own keys", 0, 1.0)
+    assert padded["keys"] == "padded keys" and padded["keys per row"] % 16 == 0
+    assert padded["keys per row"] - padded["masked keys"] == own["keys per row"]
     assert len(data["targets"]) == 19
     assert isinstance(data["cpu_features"], list)
     assert {target["verdict"] for target in data["targets"]} <= {"INFO", "SKIP"}

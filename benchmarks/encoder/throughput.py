@@ -118,8 +118,8 @@ def padded_keys_table(report: Report, sizes: Sizes, args, rows: int = 26, length
         times = compare({"own keys": lambda: attend(*own),
                          "padded keys": lambda: attend(own[0], keys, values, attn_mask=mask)},
                         args.warmup, args.repeats, args.min_run_time)
-    padded = keys.shape[2]
-    report.values["padded keys / own keys"] = times["padded keys"] / times["own keys"]
+    padded, ratio = keys.shape[2], times["padded keys"] / times["own keys"]
+    report.values["padded keys / own keys"] = ratio
     report.values["padded keys length"], report.values["padded keys padded length"] = length, padded
     report.lines += [
         f"The attention kernel on {rows} rows of {length} keys ({H} heads of {D // H}), on each "
@@ -130,9 +130,10 @@ def padded_keys_table(report: Report, sizes: Sizes, args, rows: int = 26, length
     ]
     report.table(["keys per row", "median us", "ratio"], [
         [f"{length}, own keys", f"{1e6 * times['own keys']:.0f}", "1.00"],
-        [f"{padded}, the last {padded - length} masked", f"{1e6 * times['padded keys']:.0f}",
-         f"{times['padded keys'] / times['own keys']:.2f}"],
-    ], "lrr", "padded_keys")
+        [f"{padded}, the last {padded - length} masked", f"{1e6 * times['padded keys']:.0f}", f"{ratio:.2f}"],
+    ], "lrr", "padded_keys", [
+        {"keys": name, "keys per row": n, "masked keys": n - length, "us": 1e6 * times[name], "ratio": r}
+        for name, n, r in (("own keys", length, 1.0), ("padded keys", padded, ratio))])
 
 
 def autocast_call(fn: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], torch.Tensor]:
