@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         "tables": report.tables,
         "targets": target_records,
         "values": report.values,
+        "spreads": report.spreads,  # a ratio's [lowest, highest] over the rounds of its measurement
     }
     json_path = args.out.with_suffix(".json")
     json_path.write_text(json.dumps(finite(results), indent=1, allow_nan=False, default=str) + "\n",

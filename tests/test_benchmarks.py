@@ -173,6 +173,34 @@ def test_compare_returns_a_median_per_function(measure):
                             warmup=1, rounds=3, min_run_time=0.005)
     assert set(times) == {"short", "long"}
     assert 0 < times["short"] < times["long"]
+    assert [len(times.rounds[name]) for name in ("short", "long")] == [3, 3]
+
+
+def test_timings_keep_each_rounds_ratio_and_the_median_ratio_lies_within_them(measure, report):
+    times = measure.Timings({"ours": [1.0, 4.0, 2.0], "theirs": [2.0, 2.0, 4.0]})  # ratios 0.5, 2, 0.5
+    assert times == {"ours": 2.0, "theirs": 2.0}
+    assert times.ratio_range("ours", "theirs") == [0.5, 2.0]
+    r = report.Report(lines=[], values={})
+    r.ratio("ours/theirs", times, "ours", "theirs")
+    assert r.values["ours/theirs"] == 1.0 and r.spreads["ours/theirs"] == [0.5, 2.0]
+    r.ratio("plain", {"ours": 1.0, "theirs": 4.0}, "ours", "theirs")  # no rounds kept: no spread
+    assert r.values["plain"] == 0.25 and "plain" not in r.spreads
+
+
+def test_a_target_shows_its_rounds_and_whether_they_straddle_the_bound(bench_modules):
+    report_module, targets_module = bench_modules("report"), bench_modules("targets")
+    values = {"eval unpadded packed ours/torch": 0.99, "train packed ours/torch": 0.70}
+    spreads = {"eval unpadded packed ours/torch": [0.96, 1.03], "train packed ours/torch": [0.68, 0.73]}
+    lines, records = targets_module.targets(
+        report_module.Report(lines=[], values=values, spreads=spreads), False, ["AVX-512"])
+    unpadded = next(r for r in records if "no padding" in r["target"] and "float32" in r["target"])
+    train = next(r for r in records if r["target"].startswith("padding-free encoder, training step"))
+    assert unpadded["verdict"] == "PASS" and unpadded["straddles"] is True
+    assert unpadded["shown"] == "0.99 [rounds 0.96-1.03, straddling the bound]"
+    assert train["shown"] == "0.70 [rounds 0.68-0.73]" and train["straddles"] is False
+    assert f"- PASS {unpadded['target']}: measured {unpadded['shown']}" in lines
+    skipped = next(r for r in records if "sentence embeddings, ours float32" in r["target"])
+    assert skipped["verdict"] == "SKIP"  # not measured: no value, no rounds
 
 
 def test_parse_number_keeps_labels(report):
@@ -288,6 +316,8 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     row = rows[("eval forward", "ours, fused attention")]
     assert isinstance(row["ms"], float) and row["ms"] > 0 and isinstance(row["ratio"], float)
     assert all(isinstance(row["T"], float) for row in data["tables"]["sweep"])
+    assert all(data["spreads"][key][0] <= data["values"][key] <= data["spreads"][key][1]
+               for key in ("eval packed ours/torch", "eval unpadded packed ours/torch", "train ours/torch"))
     own, padded = data["tables"]["padded_keys"]  # labelled rows, not cells parsed to numbers
     assert (own["keys"], own["masked keys"], own["ratio"]) == ("own keys", 0, 1.0)
     assert padded["keys"] == "padded keys" and padded["keys per row"] % 16 == 0

@@ -124,14 +124,14 @@ def random_weights_section(
                         TORCH, "ratio to torch")
     for case, timings in (("eval", eval_times), ("eval varied", mixed_times), ("eval unpadded", unpadded),
                           ("train", train_times)):
-        report.values[f"{case} ours/torch"] = timings[FUSED] / timings[TORCH]
+        report.ratio(f"{case} ours/torch", timings, FUSED, TORCH)
         report.values[f"{case} torch ms"] = timings[TORCH] * 1e3
         report.values[f"{case} ours ms"] = timings[FUSED] * 1e3
         if PACKED in timings:
-            report.values[f"{case} packed ours/torch"] = timings[PACKED] / timings[TORCH]
+            report.ratio(f"{case} packed ours/torch", timings, PACKED, TORCH)
             report.values[f"{case} packed ours ms"] = timings[PACKED] * 1e3
         if TORCH_PADDED in timings:
-            report.values[f"{case} ours/torch padded"] = timings[FUSED] / timings[TORCH_PADDED]
+            report.ratio(f"{case} ours/torch padded", timings, FUSED, TORCH_PADDED)
             report.values[f"{case} torch padded ms"] = timings[TORCH_PADDED] * 1e3
     report.values["torch nested"] = float(nested)
     for case, m in (("eval", mask), ("eval varied", varied)):  # what the targets' reasons quote
@@ -246,7 +246,7 @@ def pretrained_section(report: Report, sizes: Sizes, device: torch.device, args)
                      "bfloat16 weights:", ""]
     report.timing_table("pretrained_bfloat16", [("eval forward", bf16_times)], next(iter(bf16_times)),
                         "ratio to BertModel bf16")
-    report.values["eval ours/hf"] = eval_times[FUSED] / eval_times[hf_name]
-    report.values["eval packed ours/hf"] = eval_times[PACKED] / eval_times[hf_name]
+    report.ratio("eval ours/hf", eval_times, FUSED, hf_name)
+    report.ratio("eval packed ours/hf", eval_times, PACKED, hf_name)
     report.values["hf eval ms"] = eval_times[hf_name] * 1e3
-    report.values["train ours/hf"] = train_times[FUSED] / train_times[hf_name]
+    report.ratio("train ours/hf", train_times, FUSED, hf_name)

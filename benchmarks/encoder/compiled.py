@@ -61,8 +61,7 @@ def compile_section(report: Report, sizes: Sizes, device: torch.device, args) ->
             valid = mask.bool()[:, :, None].expand(-1, -1, ours.config.d_model)
             diff = max_difference(compiled(ids, mask)[valid], ours(ids, mask)[valid])
             assert diff < 1e-3, f"compiled differs from eager by {diff}"
-        eval_times: dict[str, float | str] = dict(compare(eval_impls, args.warmup, args.repeats,
-                                                          args.min_run_time))
+        eval_times: dict[str, float | str] = compare(eval_impls, args.warmup, args.repeats, args.min_run_time)
     if compiled is None:
         eval_times["ours, fused attention, compiled"] = compile_seconds["eval forward"]
 
@@ -77,7 +76,7 @@ def compile_section(report: Report, sizes: Sizes, device: torch.device, args) ->
     if compiled_train is not None:
         steps["ours, fused attention, compiled"] = training_step(
             train_models["ours, fused attention, compiled"], lambda: compiled_train(ids, mask))
-    train_times: dict[str, float | str] = dict(compare(steps, *training_repeats(args), args.min_run_time))
+    train_times: dict[str, float | str] = compare(steps, *training_repeats(args), args.min_run_time)
     if compiled_train is None:
         train_times["ours, fused attention, compiled"] = compile_seconds["training step"]
 
@@ -95,9 +94,8 @@ def compile_section(report: Report, sizes: Sizes, device: torch.device, args) ->
     report.tables["compile_seconds"] = [
         {"case": case, "seconds": value if isinstance(value, float) else None,
          "note": None if isinstance(value, float) else value} for case, value in compile_seconds.items()]
-    report.values["compile eval ours/hf"] = eval_times["ours, fused attention, eager"] / eval_times[hf_name]
-    compiled_eval_time = eval_times["ours, fused attention, compiled"]
-    if isinstance(compiled_eval_time, float):
-        report.values["compiled eval ours/hf"] = compiled_eval_time / eval_times[hf_name]
+    report.ratio("compile eval ours/hf", eval_times, "ours, fused attention, eager", hf_name)
+    if isinstance(eval_times["ours, fused attention, compiled"], float):
+        report.ratio("compiled eval ours/hf", eval_times, "ours, fused attention, compiled", hf_name)
     if isinstance(compile_seconds.get("eval forward"), float):
         report.values["compile seconds"] = compile_seconds["eval forward"]

@@ -82,17 +82,32 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
+class Timings(dict):
+    """Median seconds per call of each implementation (the mapping), with ``rounds``: each round's
+    median of each, in the order of the rounds. The implementations alternate within a round, so
+    one round's ratio compares calls that the same load on the machine slowed alike."""
+
+    def __init__(self, rounds: dict[str, list[float]]) -> None:
+        super().__init__({name: statistics.median(times) for name, times in rounds.items()})
+        self.rounds = rounds
+
+    def ratio_range(self, ours: str, reference: str) -> list[float]:
+        """[lowest, highest] of ``ours / reference`` over the rounds."""
+        ratios = [a / b for a, b in zip(self.rounds[ours], self.rounds[reference], strict=True)]
+        return [min(ratios), max(ratios)]
+
+
 def compare(
     fns: dict[str, Callable[[], object]], warmup: int, rounds: int, min_run_time: float = 0.05
-) -> dict[str, float]:
+) -> Timings:
     """Median seconds per call of each function, measured by ``torch.utils.benchmark``, in turns.
 
     After ``warmup`` untimed calls of each, every round gives each function one short
     ``Timer.blocked_autorange(min_run_time=...)`` (blocks of calls, at least ``min_run_time``
     seconds in all; the Timer synchronizes CUDA and runs at this process's thread count), in an
-    order that rotates from round to round. The result is the median of the per-round medians:
-    the implementations of one table alternate, so a burst of load from another job slows all of
-    them alike and their ratios stay comparable.
+    order that rotates from round to round. The result is the median of the per-round medians
+    (:class:`Timings`, which keeps the rounds too): the implementations of one table alternate, so
+    a burst of load from another job slows all of them alike and their ratios stay comparable.
     """
     from torch.utils.benchmark import Timer
 
@@ -108,7 +123,7 @@ def compare(
         # Rotating the order keeps "always runs just after X" from biasing one implementation.
         for name in names[r % len(names):] + names[: r % len(names)]:
             medians[name].append(timers[name].blocked_autorange(min_run_time=min_run_time).median)
-    return {name: statistics.median(ms) for name, ms in medians.items()}
+    return Timings(medians)
 
 
 def time_once(fn: Callable[[], object], sync: Callable[[], None]) -> float:

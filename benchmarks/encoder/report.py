@@ -15,6 +15,15 @@ class Report:
     values: dict[str, float]
     # For encoder.json: table name -> rows, each a dict of column -> number (or text for labels).
     tables: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    # A ratio of values -> [lowest, highest] of that ratio in single rounds of its measurement.
+    spreads: dict[str, list[float]] = field(default_factory=dict)
+
+    def ratio(self, key: str, timings: dict[str, float], ours: str, reference: str) -> None:
+        """``values[key]`` = the median time of ``ours`` over ``reference``'s; where ``timings``
+        kept its rounds (``measure.Timings``), ``spreads[key]`` = the range of the per-round ratio."""
+        self.values[key] = timings[ours] / timings[reference]
+        if hasattr(timings, "ratio_range"):
+            self.spreads[key] = timings.ratio_range(ours, reference)
 
     def table(self, header: list[str], rows: list[list[str]], align: str, name: str | None = None,
               data: list[dict[str, object]] | None = None) -> None:

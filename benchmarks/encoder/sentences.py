@@ -123,6 +123,9 @@ def sentences_section(report: Report, sizes: Sizes, device: torch.device, args) 
                "ours, embed_sentences, bfloat16 autocast": "sentences bf16 ratio"}.get(name)
         if key and ratio is not None:
             report.values[key] = ratio
+            # the ratio of speeds in each round (theirs and ours timed in turns within a round)
+            per_round = [a / b for a, b in zip(seconds[theirs_name], seconds[name], strict=True)]
+            report.spreads[key] = [min(per_round), max(per_round)]
     lengths = [len(tokenizer.encode(text, max_length=256)) for text in texts]
     real_tokens = sum(lengths)
     # sentence-transformers sorts by characters, longest first, and pads each batch to its

@@ -257,21 +257,21 @@ def bfloat16_section(report: Report, sizes: Sizes, device: torch.device, args) -
     for case, key in zip(cases, ("bf16 varied", "bf16 unpadded"), strict=True):
         timings = case[1]
         if packed16_name in timings:
-            report.values[f"{key} packed ours/torch"] = timings[packed16_name] / timings[torch16]
+            report.ratio(f"{key} packed ours/torch", timings, packed16_name, torch16)
             report.values[f"{key} packed ours ms"] = timings[packed16_name] * 1e3
         report.values[f"{key} torch ms"] = timings[torch16] * 1e3
-        report.values[f"{key} ours/torch"] = timings[ours16_name] / timings[torch16]
+        report.ratio(f"{key} ours/torch", timings, ours16_name, torch16)
     report.values["bf16 matmul GFLOP/s"] = speed16 / 1e9
     report.values["bf16 matmul share"] = shares.get("matmuls (addmm, mm, bmm)", float("nan"))
     report.values["bf16 attention share"] = shares.get("attention kernel", float("nan"))
     if packed16_name in impls and reference_time:
-        report.values["bf16 packed ours/torch"] = times[packed16_name] / reference_time
+        report.ratio("bf16 packed ours/torch", times, packed16_name, torch16)
         report.values["bf16 packed fraction of matmul"] = real_flops / times[packed16_name] / speed16
     padded16 = f"{TORCH_PADDED}, bfloat16 weights"
     if ours16_name in impls and padded16 in impls:
-        report.values["bf16 ours/torch padded"] = times[ours16_name] / times[padded16]
+        report.ratio("bf16 ours/torch padded", times, ours16_name, padded16)
     if ours16_name in impls and reference_time:
-        report.values["bf16 ours/torch"] = times[ours16_name] / reference_time
+        report.ratio("bf16 ours/torch", times, ours16_name, torch16)
         report.values["bf16 fraction of matmul"] = flops / times[ours16_name] / speed16
         report.values["bf16 torch fast path"] = float(fast.get(torch16, False))
 
