@@ -240,3 +240,58 @@ def test_spare_rows_are_made_only_for_rows_that_read_their_keys_on(monkeypatch, 
         packed, padded = _packed_attention(attn, lengths, torch.randn(len(lengths), max(lengths), 32))
     assert asked == [spare]
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_bucket_rows_rounds_low_precision_batches_up_to_a_multiple_of_64():
+    layer = nn.Linear(8, 8)
+    x = torch.zeros(100, 8)
+    with torch.no_grad():
+        assert fused.bucket_rows(x.bfloat16()) == 28 and fused.bucket_rows(x.half()) == 28
+        assert fused.bucket_rows(x) == 0  # float32: MKL builds no kernel per shape
+        assert fused.bucket_rows(x[:64].bfloat16()) == 0  # a multiple already
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert fused.bucket_rows(x) == 28  # float32 tensors, bfloat16 matmuls
+    assert fused.bucket_rows(x.bfloat16(), layer) == 0  # autograd records the layer's weights
+    with torch.no_grad():
+        assert fused.bucket_rows(x.bfloat16(), layer) == 28
+
+
+def test_bfloat16_batches_of_different_lengths_share_matmul_shapes_and_lose_nothing(monkeypatch):
+    """Under bfloat16 autocast every layer sees a row count that is a multiple of 64 (zero rows
+    after the real tokens), and the real tokens' outputs are those of the same forward without
+    the zero rows; the padded positions stay zeros."""
+    torch.manual_seed(5)
+    encoder = Encoder(num_layers=2, d_model=32, num_heads=4, d_ff=64, dropout=0.0, activation="gelu").eval()
+    x = torch.randn(3, 27, 32)
+    real = torch.arange(27)[None, :] < torch.tensor([[27], [20], [9]])  # 56 real tokens
+    rows = []
+    original = fused.project_qkv
+
+    def spy(attn, h, **kwargs):
+        rows.append(h.shape[0])
+        return original(attn, h, **kwargs)
+
+    monkeypatch.setattr(fused, "project_qkv", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bucketed = encoder(x, real, padding_free=True)
+        monkeypatch.setattr(fused, "bucket_rows", lambda *args: 0)
+        plain = encoder(x, real, padding_free=True)
+    assert rows == [64, 64, 56, 56]  # two layers with the zero rows, then two without
+    assert bucketed.shape == (3, 27, 32) and bucketed.dtype == plain.dtype
+    torch.testing.assert_close(bucketed[real], plain[real], atol=2e-2, rtol=2e-2)  # bfloat16 rounding
+    assert bucketed[~real].abs().max() == 0
+
+
+def test_rows_after_the_real_tokens_change_no_real_token():
+    """The layers carry extra rows after the packed real tokens without letting them into any
+    real token's attention (float32, whatever the extra rows hold)."""
+    torch.manual_seed(6)
+    encoder = Encoder(num_layers=2, d_model=32, num_heads=4, d_ff=64, dropout=0.0).eval()
+    packing = Packing.from_mask(torch.arange(19)[None, :] < torch.tensor([[19], [13]]))
+    tokens = torch.randn(32, 32)  # the 32 real tokens, packed
+    with torch.no_grad():
+        alone = encoder.encode_packed(tokens, packing)
+        x = torch.cat([tokens, 100 * torch.randn(13, 32)])  # 13 rows of noise after them
+        for layer in encoder.layers:
+            x = layer.encode_packed(x, packing)
+    torch.testing.assert_close(x[:32], alone, atol=1e-5, rtol=1e-5)

@@ -223,10 +223,12 @@ class MultiHeadAttention(nn.Module):
         computed. Every row the same length: one call; sentences sorted by length: a few. When no
         gradient is recorded, on the CPU, rows whose length is not a multiple of 16 read their
         keys on into the next row's, masked (:func:`~transformer_course.fused.padded_keys`): the
-        CPU attention kernel is up to twice as fast on such key lengths.
+        CPU attention kernel is up to twice as fast on such key lengths. Rows of ``x`` after
+        the real tokens (the zero rows of :func:`~transformer_course.fused.bucket_rows`) are
+        projected and carried along, but attend to nothing and are attended by nothing.
 
         Shape:
-            x (N, D), N = number of real tokens -> (N, D)
+            x (N, D), N ≥ the number of real tokens -> (N, D)
 
         Examples:
             >>> mha = MultiHeadAttention(d_model=8, num_heads=2).eval()
@@ -245,6 +247,7 @@ class MultiHeadAttention(nn.Module):
         reads_on = any(fused.reads_keys_on(x.device, n) for _, _, n in packing.runs)
         q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1 if reads_on else 0)
         context = q.new_empty(q.shape[0], self.d_model)  # (N, D): each run's rows written into it
+        context[sum(packing.lengths):].zero_()  # rows after the real tokens (fused.bucket_rows)
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length
             q_r = q[start:end].view(rows, length, H, D_h).transpose(1, 2)  # (r·n, D) -> (r, H, n, D_h)

@@ -214,7 +214,7 @@ class EncoderLayer(nn.Module):
         in one matmul, and the feed-forward network's first matmul with its activation.
 
         Shape:
-            x (N, D), the real tokens of a padded batch as ``packing.pack`` returns them -> (N, D)
+            x (N, D), the packed real tokens (then any zero rows, ``fused.bucket_rows``) -> (N, D)
         """
         return self._sublayers(x, lambda h: (self.self_attn.attend_packed(h, packing), None),
                                self.feed_forward.transform_fused)[0]
@@ -262,11 +262,11 @@ class Encoder(nn.Module):
     matrix products and costs a gather and a scatter per batch, so it pays only when there is
     padding (without any, nothing is moved). When no gradient is recorded, it also takes the
     fast paths of :mod:`~transformer_course.fused` (Q, K, V in one matmul; the first feed-forward
-    matmul with its activation; on the CPU, keys read on to a multiple of 16, masked), which pay
-    with or without padding: it is the fast path for inference. It is an argument, off by
-    default, because the chapters read the padded path's plain operators and outputs (and
-    attention weights, which this path never forms); :func:`~transformer_course.bert.embed_sentences`
-    turns it on. Training works too (autograd follows the gather and the scatter).
+    matmul with its activation; on the CPU, keys read on to a multiple of 16, masked, and in
+    bfloat16 N rounded up to a multiple of 64), which pay with or without padding: it is the
+    fast path for inference. It is off by default, because the chapters read the padded path's
+    plain operators, outputs and attention weights (which this path never forms);
+    :func:`~transformer_course.bert.embed_sentences` turns it on. Training works too.
 
     Examples:
         >>> encoder = Encoder(num_layers=2, d_model=8, num_heads=2, d_ff=32)
@@ -349,17 +349,17 @@ class Encoder(nn.Module):
 
     def encode_packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
         """The padding-free path, without checks: every layer's :meth:`EncoderLayer.encode_packed`
-        on the real tokens, then the final norm of a pre-LN stack.
+        on the real tokens (and any zero rows after them), then a pre-LN stack's final norm.
 
         Shape:
             x (N, D), the real tokens as ``packing.pack`` returns them from (B, T, D) -> (N, D);
             ``packing.unpack`` puts them back into (B, T, D).
         """
+        N, spare = x.shape[0], fused.bucket_rows(x, self)
+        x = torch.cat([x, x.new_zeros(spare, x.shape[1])]) if spare else x  # (N + spare, D)
         for layer in self.layers:
-            x = layer.encode_packed(x, packing)  # (N, D) -> (N, D)
-        if self.norm is not None:
-            x = self.norm(x)
-        return x
+            x = layer.encode_packed(x, packing)  # (N + spare, D) -> (N + spare, D)
+        return x[:N] if self.norm is None else self.norm(x[:N])
 
     @classmethod
     def from_torch(cls, torch_encoder: nn.TransformerEncoder) -> Encoder:
