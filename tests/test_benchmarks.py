@@ -302,7 +302,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in table
     assert "torch.utils.benchmark" in table
     assert "Share of the CPUs taken by other processes" in table
-    assert table.count("- INFO ") + table.count("- SKIP ") == 19  # every target, none judged
+    assert table.count("- INFO ") + table.count("- SKIP ") == 20  # every target, none judged
     assert "- PASS " not in table and "- MISS " not in table
 
     data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -322,7 +322,7 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     assert (own["keys"], own["masked keys"], own["ratio"]) == ("own keys", 0, 1.0)
     assert padded["keys"] == "padded keys" and padded["keys per row"] % 16 == 0
     assert padded["keys per row"] - padded["masked keys"] == own["keys per row"]
-    assert len(data["targets"]) == 19
+    assert len(data["targets"]) == 20
     assert isinstance(data["cpu_features"], list)
     assert {target["verdict"] for target in data["targets"]} <= {"INFO", "SKIP"}
     assert all(target["shown"] in table for target in data["targets"])  # as the lines show it
@@ -338,6 +338,9 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     if has_model and importlib.util.find_spec("sentence_transformers"):
         speeds = {row["implementation"]: row for row in data["tables"]["sentences"]}
         assert speeds["ours, embed_sentences, float32"]["min_cosine"] > 0.999
+        first = {row["implementation"]: row for row in data["tables"]["sentences_first_pass"]}
+        assert first["ours, embed_sentences, float32"]["seconds"] > 0
+        assert first["sentence-transformers SentenceTransformer.encode"]["ratio"] == 1.0
 
 
 @pytest.mark.slow  # starts a kernel

@@ -181,6 +181,9 @@ def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str]
          f"bfloat16 speeds up the matmuls only ({bf16_units}): our bfloat16 forward reaches "
          f"{100 * v.get('bf16 fraction of matmul', nan):.0f} % of the bfloat16 matmul (section 4); "
          f"short sentences are small matmuls, the rest per-token work"),
+        ("sentence embeddings, ours bfloat16, one pass over new sentences (kernels for new shapes "
+         "built on the way), x sentence-transformers' sentences/s", "sentences bf16 first pass ratio",
+         None, "info", ""),
         (f"fused peak memory <= 1/4 of explicit at T {int(v.get('sweep longest length', 0))}",
          "sweep longest memory ratio", 0.25, "<=",
          "at this length the (B, H, T, T) weights are still small beside the (B, T, D) activations"),
