@@ -163,8 +163,8 @@ def sentences_section(report: Report, sizes: Sizes, device: torch.device, args) 
     theirs_first = first_pass.get(theirs_name)
     report.lines += [
         f"A first pass over {count:,} other sentences (`random.Random({FIRST_PASS_SEED})`), one run of "
-        f"each, after the rounds above: their batches have lengths not seen before, so a kernel that "
-        f"is built for each new matrix shape (oneDNN's, which runs bfloat16 matmuls on the CPU) is "
+        f"each, after the rounds above: most of their batches have lengths not met before, so a kernel "
+        f"built for each new matrix shape (oneDNN's, which runs bfloat16 matmuls on the CPU) is "
         f"built on the way, as when a new corpus is embedded once.",
         "",
     ]
