@@ -96,20 +96,22 @@ def sentences_section(report: Report, sizes: Sizes, device: torch.device, args) 
         outputs: dict[str, torch.Tensor] = {}
         names = list(impls)
 
-        def timed(name: str, sentences: list[str]) -> float:
-            """Seconds of one call of ``impls[name]`` on ``sentences``; keeps its output."""
+        def timed(name: str, sentences: list[str]) -> tuple[float, torch.Tensor]:
+            """Seconds of one call of ``impls[name]`` on ``sentences``, and its (N, D) output."""
             sync()
             start = time.perf_counter()
-            outputs[name] = impls[name](sentences)
+            out = impls[name](sentences)
             sync()
-            return time.perf_counter() - start
+            return time.perf_counter() - start, out
 
         for r in range(sizes.sentence_rounds):  # one timed run of each per round, in turns
             for name in names[r % len(names):] + names[: r % len(names)]:
-                seconds[name].append(timed(name, texts))
+                secs, outputs[name] = timed(name, texts)
+                seconds[name].append(secs)
         # Then one pass of each over as many sentences none of them has seen, as when embedding
         # a new corpus: batches of new lengths, so any kernel built per shape is built on the way.
-        first_pass = {name: timed(name, generated_sentences(count, seed=FIRST_PASS_SEED)) for name in names}
+        fresh = generated_sentences(count, seed=FIRST_PASS_SEED)
+        first_pass = {name: timed(name, fresh)[0] for name in names}
     medians = {name: statistics.median(ts) for name, ts in seconds.items()}
     theirs_speed = count / medians[theirs_name] if theirs_name in medians else None
     rows, data = [], []
