@@ -242,12 +242,14 @@ class MultiHeadAttention(nn.Module):
         """
         H, D_h = self.num_heads, self.head_dim
         dropout_p = self.dropout if self.training else 0.0
+        real = sum(packing.lengths)  # x's rows after these are zero rows (fused.bucket_rows)
         # (N, D) each, in one matmul when no gradient is recorded; where some row's keys will be
-        # read on (padded_keys), with spare rows after them to read into
+        # read on (padded_keys), with as many rows after the tokens as it may read into
         reads_on = any(fused.reads_keys_on(x.device, n) for _, _, n in packing.runs)
-        q, k, v = fused.project_qkv(self, x, spare_rows=fused.KEY_BLOCK - 1 if reads_on else 0)
+        spare = max(0, fused.KEY_BLOCK - 1 - (x.shape[0] - real)) if reads_on else 0
+        q, k, v = fused.project_qkv(self, x, spare_rows=spare)
         context = q.new_empty(q.shape[0], self.d_model)  # (N, D): each run's rows written into it
-        context[sum(packing.lengths):].zero_()  # rows after the real tokens (fused.bucket_rows)
+        context[real:].zero_()
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length
             q_r = q[start:end].view(rows, length, H, D_h).transpose(1, 2)  # (r·n, D) -> (r, H, n, D_h)
