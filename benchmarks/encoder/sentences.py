@@ -4,14 +4,13 @@ sentence-transformers, on generated sentences."""
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .measure import synchronizer
+from .measure import Timings, synchronizer
 from .models import Sizes, load_pretrained_pair
 from .report import Report, first_line
 
@@ -112,7 +111,7 @@ def sentences_section(report: Report, sizes: Sizes, device: torch.device, args) 
         # a new corpus: batches of new lengths, so any kernel built per shape is built on the way.
         fresh = generated_sentences(count, seed=FIRST_PASS_SEED)
         first_pass = {name: timed(name, fresh)[0] for name in names}
-    medians = {name: statistics.median(ts) for name, ts in seconds.items()}
+    medians = Timings(seconds)  # median seconds of each, and its rounds
     theirs_speed = count / medians[theirs_name] if theirs_name in medians else None
     rows, data = [], []
     for name in [*impls, *notes]:
@@ -134,11 +133,8 @@ def sentences_section(report: Report, sizes: Sizes, device: torch.device, args) 
                      "ratio": ratio, "min_cosine": cosine})
         key = {"ours, embed_sentences, float32": "sentences fp32 ratio",
                "ours, embed_sentences, bfloat16 autocast": "sentences bf16 ratio"}.get(name)
-        if key and ratio is not None:
-            report.values[key] = ratio
-            # the ratio of speeds in each round (theirs and ours timed in turns within a round)
-            per_round = [a / b for a, b in zip(seconds[theirs_name], seconds[name], strict=True)]
-            report.spreads[key] = [min(per_round), max(per_round)]
+        if key and ratio is not None:  # ours / theirs in sentences per second: theirs / ours in time
+            report.ratio(key, medians, theirs_name, name)
     lengths = [len(tokenizer.encode(text, max_length=256)) for text in texts]
     real_tokens = sum(lengths)
     # sentence-transformers sorts by characters, longest first, and pads each batch to its

@@ -118,8 +118,8 @@ def padded_keys_table(report: Report, sizes: Sizes, args, rows: int = 26, length
         times = compare({"own keys": lambda: attend(*own),
                          "padded keys": lambda: attend(own[0], keys, values, attn_mask=mask)},
                         args.warmup, args.repeats, args.min_run_time)
-    padded, ratio = keys.shape[2], times["padded keys"] / times["own keys"]
-    report.values["padded keys / own keys"] = ratio
+    report.ratio("padded keys / own keys", times, "padded keys", "own keys")
+    padded, ratio = keys.shape[2], report.values["padded keys / own keys"]
     report.values["padded keys length"], report.values["padded keys padded length"] = length, padded
     report.lines += [
         f"The attention kernel on {rows} rows of {length} keys ({H} heads of {D // H}), on each "
