@@ -1,5 +1,6 @@
 """The fused kernels of the padding-free path (``transformer_course.fused``): the same numbers as
-the plain operators, taken only where they apply, and never stale after the weights change."""
+the plain operators (in bfloat16, rounded once instead of several times), taken only where they
+apply, and never stale after the weights change."""
 
 from __future__ import annotations
 
@@ -22,10 +23,78 @@ def _operators(fn) -> dict[str, int]:
     return operator_calls(fn, COUNTED)
 
 
-def test_the_pinned_torch_has_the_fused_operator():
-    # A private operator of torch: if an upgrade drops it, the fused path silently becomes the
+ONEDNN = "mkldnn::_linear_pointwise"
+needs_onednn_bf16 = pytest.mark.skipif(torch.bfloat16 not in fused._ONEDNN_DTYPES,
+                                       reason="torch reports no oneDNN bfloat16 kernels on this CPU")
+
+
+def test_the_pinned_torch_has_the_fused_operators():
+    # Private operators of torch: if an upgrade drops one, the fused path silently becomes the
     # plain one; this test says so instead.
     assert fused._ADDMM_ACTIVATION is torch._addmm_activation
+    assert fused._LINEAR_POINTWISE is torch.ops.mkldnn._linear_pointwise
+    assert (torch.bfloat16 in fused._ONEDNN_DTYPES) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _max_error(out: torch.Tensor, exact: torch.Tensor) -> float:
+    return (out.double() - exact).abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", [None, "gelu", "relu"])
+def test_low_precision_linears_run_on_onednn_and_round_once(activation, dtype):
+    """oneDNN's linear layer adds the bias (and applies the activation) before rounding to the
+    dtype, so it is at least as close to the exact result as the plain operators, which round
+    the product, then the sum with the bias, then the activation's result."""
+    if dtype not in fused._ONEDNN_DTYPES:
+        pytest.skip(f"torch reports no oneDNN {dtype} kernels on this CPU")
+    torch.manual_seed(1)
+    layer = nn.Linear(64, 96).to(dtype)
+    x = torch.randn(2, 40, 64, dtype=dtype)
+    plain = {None: lambda h: h, "gelu": F.gelu, "relu": F.relu}[activation]
+    run = ((lambda: fused.linear(x, layer)) if activation is None
+           else (lambda: fused.linear_activation(x, layer, activation)))
+    with torch.no_grad():
+        out, reference = run(), plain(layer(x))
+        calls = operator_calls(run, [ONEDNN, "aten::addmm"])
+    exact = plain(F.linear(x.double(), layer.weight.double(), layer.bias.double()))
+    assert out.shape == (2, 40, 96) and out.dtype == dtype
+    assert calls == {ONEDNN: 1}
+    assert _max_error(out, exact) <= _max_error(reference, exact)
+    torch.testing.assert_close(out, reference, atol=0.05, rtol=0.02)
+
+
+@needs_onednn_bf16
+def test_bfloat16_qkv_projection_runs_on_onednn():
+    torch.manual_seed(2)
+    attn = MultiHeadAttention(d_model=32, num_heads=4).to(torch.bfloat16).eval()
+    x = torch.randn(20, 32, dtype=torch.bfloat16)
+    with torch.no_grad():
+        calls = operator_calls(lambda: fused.project_qkv(attn, x), [ONEDNN, "aten::addmm"])
+        q, k, v = fused.project_qkv(attn, x)
+        torch.testing.assert_close(k, attn.k_proj(x), atol=0.05, rtol=0.02)
+    assert calls == {ONEDNN: 1}
+
+
+def test_onednn_linears_serve_only_low_precision_without_autograd(monkeypatch):
+    torch.manual_seed(3)
+    layer = nn.Linear(8, 16)
+    x = torch.randn(5, 8)
+    with torch.no_grad():  # float32: torch's own matmul, bit for bit the module's
+        assert operator_calls(lambda: fused.linear(x, layer), [ONEDNN]) == {}
+        assert torch.equal(fused.linear(x, layer), layer(x))
+        with pytest.raises(RuntimeError):  # mixed dtypes fail as the module fails
+            fused.linear(x.bfloat16(), layer)
+    low = nn.Linear(8, 16).to(torch.bfloat16)
+    x16 = x.bfloat16().requires_grad_()
+    out = fused.linear(x16, low)  # autograd records: the module, whose gradients exist
+    out.sum().backward()
+    assert x16.grad is not None and low.weight.grad is not None
+    monkeypatch.setattr(fused, "_ONEDNN_DTYPES", ())  # a CPU without oneDNN bfloat16 kernels
+    with torch.no_grad():
+        assert operator_calls(lambda: fused.linear(x16, low), [ONEDNN]) == {}
+        assert torch.equal(fused.linear(x16, low), low(x16))
+        assert "aten::_addmm_activation" in _operators(lambda: fused.linear_activation(x16, low, "gelu"))
 
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
@@ -136,6 +205,21 @@ def test_the_padding_free_path_runs_the_fused_kernels_and_the_padded_path_does_n
                                    encoder(x, mask)[mask.bool()], atol=1e-5, rtol=0)
     assert "aten::_addmm_activation" in fast and "aten::gelu" not in fast
     assert "aten::_addmm_activation" not in plain and "aten::gelu" in plain
+
+
+@needs_onednn_bf16
+def test_the_bfloat16_padding_free_path_runs_every_linear_on_onednn():
+    """Four linear layers per layer (Q, K, V stacked, the output projection, linear1 with GELU,
+    linear2), none of them torch's addmm; the real tokens as the padded path computes them."""
+    torch.manual_seed(0)
+    encoder = Encoder(2, 16, 4, 32, dropout=0.0, activation="gelu").to(torch.bfloat16).eval()
+    x = torch.randn(3, 6, 16, dtype=torch.bfloat16)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4]).bool()
+    with torch.no_grad():
+        calls = operator_calls(lambda: encoder(x, mask, padding_free=True), [ONEDNN, *COUNTED])
+        torch.testing.assert_close(encoder(x, mask, padding_free=True)[mask], encoder(x, mask)[mask],
+                                   atol=0.05, rtol=0.02)
+    assert calls == {ONEDNN: 8}
 
 
 def test_project_qkv_with_spare_rows_writes_the_same_product_and_zeros_after_it():

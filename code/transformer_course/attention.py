@@ -259,7 +259,7 @@ class MultiHeadAttention(nn.Module):
             # Every query has a key (n ≥ 1): the kernel's result needs no fixing (fused_attention).
             out = F.scaled_dot_product_attention(q_r, *keys[:2], attn_mask=keys[2], dropout_p=dropout_p)
             context[start:end].view(rows, length, H, D_h).copy_(out.transpose(1, 2))  # heads side by side
-        return self.out_proj(context)
+        return fused.linear(context, self.out_proj)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, H, T, D_h)."""

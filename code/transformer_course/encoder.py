@@ -84,14 +84,14 @@ class FeedForward(nn.Module):
 
     def transform_fused(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`transform` with ``linear1`` and the activation in one kernel when no gradient is
-        recorded (:func:`~transformer_course.fused.linear_activation`): the same numbers, one
-        (..., d_ff) tensor less. The padding-free path of :class:`Encoder` calls it.
+        recorded (:func:`~transformer_course.fused.linear_activation`; in bfloat16 on the CPU both
+        on oneDNN, :func:`~transformer_course.fused.linear`). The padding-free path calls it.
 
         Shape:
             x (..., D) -> (..., D)
         """
         hidden = self.dropout(fused.linear_activation(x, self.linear1, self.activation_name))
-        return self.linear2(hidden)  # (..., d_ff) -> (..., D)
+        return fused.linear(hidden, self.linear2)  # (..., d_ff) -> (..., D)
 
 
 class EncoderLayer(nn.Module):
@@ -210,8 +210,8 @@ class EncoderLayer(nn.Module):
         The same sub-layers in the same order: the norms, the feed-forward network and the
         residual adds act on each token alone, and attention runs on the packed layout
         (:meth:`~transformer_course.attention.MultiHeadAttention.attend_packed`). When no
-        gradient is recorded, two steps run fused (:mod:`~transformer_course.fused`): Q, K and V
-        in one matmul, and the feed-forward network's first matmul with its activation.
+        gradient is recorded, steps run fused (:mod:`~transformer_course.fused`): Q, K and V in
+        one matmul, linear1 with its activation, and in bfloat16 each bias inside its matmul.
 
         Shape:
             x (N, D), the packed real tokens (then any zero rows, ``fused.bucket_rows``) -> (N, D)

@@ -1,7 +1,7 @@
 """Fast paths for the encoder's padding-free path: the same attention in fewer or faster calls.
 
 When no gradient is needed (evaluation under ``torch.no_grad`` or ``torch.inference_mode``),
-three steps of an encoder layer run faster than the plain operators the chapters teach, as the
+several steps of an encoder layer run faster than the plain operators the chapters teach, as the
 fast path of ``torch.nn.TransformerEncoder`` runs the first two:
 
 - :func:`linear_activation`: the feed-forward network's first linear layer and its activation.
@@ -16,6 +16,10 @@ fast path of ``torch.nn.TransformerEncoder`` runs the first two:
   are read on to the next multiple, into the tokens that follow it in the packed matrix, and a
   mask hides the extra keys: their weights are exactly 0, so the result is the same attention
   (to float rounding), from one view and no copy.
+- :func:`linear`, and the two above, in bfloat16 or float16 on the CPU: oneDNN's linear layer
+  adds the bias (and applies the activation) as it writes the product, in float32 before the
+  result is rounded. torch's ``addmm`` first copies the bias into the output and then adds the
+  product to it: one more pass over the output, and one more rounding to bfloat16.
 - :func:`bucket_rows`: on the CPU, oneDNN, which runs the bfloat16 and float16 matmuls, builds a
   kernel for every matrix shape it meets, and the packed row count N changes with every batch.
   Zero rows that round N up to a multiple of :data:`ROW_BUCKET` (64) let batches share shapes,
@@ -24,8 +28,9 @@ fast path of ``torch.nn.TransformerEncoder`` runs the first two:
 
 Each falls back to the plain operators wherever it does not apply: while autograd records (none
 has a backward here), for :func:`padded_keys` off the CPU, and for :func:`linear_activation` off
-the CPU or without ``torch._addmm_activation``, a private operator of torch that a later release
-could drop (the tests check that the pinned torch has it).
+the CPU or without ``torch._addmm_activation``; oneDNN's linear layer serves only where this
+torch has it and reports that the CPU runs its dtype. Both are private operators of torch that a
+later release could drop (the tests check that the pinned torch has them).
 
 Legend: N tokens (any leading dims), D model width, d_ff the feed-forward width, H heads,
 D_h = D / H.
@@ -37,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["KEY_BLOCK", "ROW_BUCKET", "bucket_rows", "linear_activation", "padded_keys", "project_qkv",
-           "reads_keys_on"]
+__all__ = ["KEY_BLOCK", "ROW_BUCKET", "bucket_rows", "linear", "linear_activation", "padded_keys",
+           "project_qkv", "reads_keys_on"]
 
 # Key lengths that the CPU flash-attention kernel of torch 2.13 runs at full speed are multiples
 # of this (measured: 27 keys per row took 665 us, the same rows read on to 32 keys 362 us).
@@ -55,6 +60,17 @@ _KERNEL_BUILDING_DTYPES = (torch.bfloat16, torch.float16)
 _ADDMM_ACTIVATION = getattr(torch, "_addmm_activation", None)
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
+# oneDNN's linear layer (inductor calls it for low-precision linears on the CPU): the bias and an
+# activation applied as the product is written. None if this torch has none. It serves the
+# low-precision dtypes for which torch reports oneDNN kernels on this CPU (measured here, bfloat16,
+# N = 1,024 tokens of D 384: Q, K, V 606 -> 468 us, linear1 + GELU 1,233 -> 903 us against addmm).
+_LINEAR_POINTWISE = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+_ONEDNN_DTYPES = () if _LINEAR_POINTWISE is None else tuple(
+    dtype for dtype, supported in ((torch.bfloat16, "_is_mkldnn_bf16_supported"),
+                                   (torch.float16, "_is_mkldnn_fp16_supported"))
+    if getattr(torch.ops.mkldnn, supported)()
+)
+
 
 def _records_grad(x: torch.Tensor, *modules: nn.Module) -> bool:
     """True if autograd would record a computation on ``x`` with the parameters of ``modules``."""
@@ -63,12 +79,53 @@ def _records_grad(x: torch.Tensor, *modules: nn.Module) -> bool:
     return x.requires_grad or any(p.requires_grad for m in modules for p in m.parameters())
 
 
-def linear_activation(x: torch.Tensor, linear: nn.Linear, activation: str) -> torch.Tensor:
-    """``activation(linear(x))``, in one call of torch's ``_addmm_activation`` where it applies.
+def _onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none"
+) -> torch.Tensor | None:
+    """``activation(F.linear(x, weight, bias))`` by oneDNN's linear layer (``activation``: "none",
+    "relu" or exact "gelu"), or None where it does not serve: off the CPU, or for a dtype not in
+    :data:`_ONEDNN_DTYPES`, or for tensors of different dtypes. The caller checks that autograd
+    records nothing (the operator has no backward).
 
-    It applies on the CPU, for ``"relu"`` and (exact) ``"gelu"``, to a linear layer with a bias,
-    when no gradient is recorded and ``x`` has the weight's dtype (or autocast is on); elsewhere
-    this is the plain ``F.gelu(linear(x))`` (or ``F.relu``). Both give the same numbers.
+    Shape:
+        x (..., D_in), weight (D_out, D_in), bias (D_out,) or None -> (..., D_out)
+    """
+    if (x.device.type != "cpu" or x.dtype not in _ONEDNN_DTYPES or weight.dtype != x.dtype
+            or (bias is not None and bias.dtype != x.dtype)):
+        return None
+    algorithm = "none" if activation == "gelu" else ""  # "none": the exact GELU (erf), not tanh's
+    return _LINEAR_POINTWISE(x, weight, bias, activation, [], algorithm)
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)``, by oneDNN's linear layer where it applies: on the CPU, in bfloat16 or float16
+    (``x`` and the weight), when no gradient is recorded. It adds the bias as it writes the
+    product, before rounding, so its result may differ from ``layer(x)`` in the last bit of the
+    dtype. Elsewhere this is ``layer(x)``.
+
+    Shape:
+        x (..., D_in) -> (..., D_out)
+
+    Examples:
+        >>> layer = nn.Linear(4, 8).to(torch.bfloat16)
+        >>> x = torch.randn(2, 3, 4, dtype=torch.bfloat16)
+        >>> with torch.no_grad():
+        ...     torch.allclose(linear(x, layer), layer(x), atol=0.05)
+        True
+    """
+    out = None if _records_grad(x, layer) else _onednn_linear(x, layer.weight, layer.bias)
+    return layer(x) if out is None else out
+
+
+def linear_activation(x: torch.Tensor, linear: nn.Linear, activation: str) -> torch.Tensor:
+    """``activation(linear(x))``, in one call of a fused kernel where it applies.
+
+    It applies on the CPU, for ``"relu"`` and (exact) ``"gelu"``, when no gradient is recorded.
+    In bfloat16 or float16 (``x`` and the weight), oneDNN's linear layer applies the activation
+    before the result is rounded to the dtype, so its result may differ from the plain operators'
+    in the last bit. Otherwise, for a linear layer with a bias and ``x`` of the weight's dtype (or
+    under autocast), torch's ``_addmm_activation`` gives the same numbers as the plain operators.
+    Elsewhere this is the plain ``F.gelu(linear(x))`` (or ``F.relu``).
 
     Shape:
         x (..., D_in) -> (..., D_out)
@@ -81,6 +138,10 @@ def linear_activation(x: torch.Tensor, linear: nn.Linear, activation: str) -> to
         True
     """
     weight, bias = linear.weight, linear.bias
+    if activation in _ACTIVATIONS and not _records_grad(x, linear):
+        out = _onednn_linear(x, weight, bias, activation)
+        if out is not None:
+            return out
     if (
         _ADDMM_ACTIVATION is None
         or activation not in _ACTIVATIONS
@@ -105,6 +166,7 @@ def project_qkv(
     The stacked (3D, D) weight (and (3D,) bias) is built once and kept on ``attn``; it is built
     again after any change to the weights (a new tensor, or one written in place, as an optimizer
     step or ``load_state_dict`` writes it). The three results are views of one (..., 3D) tensor.
+    In bfloat16 or float16 on the CPU, oneDNN's linear layer computes it (as :func:`linear`).
 
     ``spare_rows`` (x (N, D) only): the (N, 3D) product is written into the first N rows of an
     (N + spare_rows, 3D) tensor whose other rows are 0, so that a view of the keys may read up
@@ -137,7 +199,8 @@ def project_qkv(
     if spare_rows:
         qkv = _linear_into_rows(x, cached[1], cached[2], spare_rows)  # (N, 3D), zeros after it
     else:
-        qkv = F.linear(x, cached[1], cached[2])  # (..., D) -> (..., 3D)
+        qkv = _onednn_linear(x, cached[1], cached[2])  # (..., D) -> (..., 3D)
+        qkv = F.linear(x, cached[1], cached[2]) if qkv is None else qkv
     q, k, v = qkv.split(attn.d_model, dim=-1)  # (..., 3D) -> 3 x (..., D)
     return q, k, v
 
