@@ -64,7 +64,8 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 # activation applied as the product is written. None if this torch has none. It serves the
 # low-precision dtypes for which torch reports oneDNN kernels on this CPU (measured here, bfloat16,
 # N = 1,024 tokens of D 384: Q, K, V 606 -> 468 us, linear1 + GELU 1,233 -> 903 us against addmm).
-_LINEAR_POINTWISE = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+_LINEAR_POINTWISE = (getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+                     if torch.backends.mkldnn.is_available() else None)
 _ONEDNN_DTYPES = () if _LINEAR_POINTWISE is None else tuple(
     dtype for dtype, supported in ((torch.bfloat16, "_is_mkldnn_bf16_supported"),
                                    (torch.float16, "_is_mkldnn_fp16_supported"))
