@@ -4,13 +4,12 @@ sentence-transformers, on generated sentences."""
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .measure import Timings, synchronizer
+from .measure import Timings, synchronizer, time_once
 from .models import Sizes, load_pretrained_pair
 from .report import Report, first_line
 
@@ -95,22 +94,16 @@ def sentences_section(report: Report, sizes: Sizes, device: torch.device, args) 
         outputs: dict[str, torch.Tensor] = {}
         names = list(impls)
 
-        def timed(name: str, sentences: list[str]) -> tuple[float, torch.Tensor]:
-            """Seconds of one call of ``impls[name]`` on ``sentences``, and its (N, D) output."""
-            sync()
-            start = time.perf_counter()
-            out = impls[name](sentences)
-            sync()
-            return time.perf_counter() - start, out
+        def embed(name: str) -> None:  # the timed call keeps its vectors for the min cosine below
+            outputs[name] = impls[name](texts)
 
         for r in range(sizes.sentence_rounds):  # one timed run of each per round, in turns
             for name in names[r % len(names):] + names[: r % len(names)]:
-                secs, outputs[name] = timed(name, texts)
-                seconds[name].append(secs)
+                seconds[name].append(time_once(lambda name=name: embed(name), sync))
         # Then one pass of each over as many sentences none of them has seen, as when embedding
         # a new corpus: batches of new lengths, so any kernel built per shape is built on the way.
         fresh = generated_sentences(count, seed=FIRST_PASS_SEED)
-        first_pass = {name: timed(name, fresh)[0] for name in names}
+        first_pass = {name: time_once(lambda name=name: impls[name](fresh), sync) for name in names}
     medians = Timings(seconds)  # median seconds of each, and its rounds
     theirs_speed = count / medians[theirs_name] if theirs_name in medians else None
     rows, data = [], []
