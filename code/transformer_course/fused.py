@@ -114,8 +114,14 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
         ...     torch.allclose(linear(x, layer), layer(x), atol=0.05)
         True
     """
-    out = None if _records_grad(x, layer) else _onednn_linear(x, layer.weight, layer.bias)
-    return layer(x) if out is None else out
+    return layer(x) if _records_grad(x, layer) else _linear(x, layer.weight, layer.bias)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, by oneDNN's linear layer where it serves (the caller checks
+    that autograd records nothing)."""
+    out = _onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias) if out is None else out
 
 
 def linear_activation(x: torch.Tensor, linear: nn.Linear, activation: str) -> torch.Tensor:
@@ -139,7 +145,8 @@ def linear_activation(x: torch.Tensor, linear: nn.Linear, activation: str) -> to
         True
     """
     weight, bias = linear.weight, linear.bias
-    if activation in _ACTIVATIONS and not _records_grad(x, linear):
+    records = _records_grad(x, linear)
+    if activation in _ACTIVATIONS and not records:
         out = _onednn_linear(x, weight, bias, activation)
         if out is not None:
             return out
@@ -149,7 +156,7 @@ def linear_activation(x: torch.Tensor, linear: nn.Linear, activation: str) -> to
         or bias is None
         or x.device.type != "cpu"
         or (x.dtype != weight.dtype and not torch.is_autocast_enabled("cpu"))
-        or _records_grad(x, linear)
+        or records
     ):
         return _ACTIVATIONS[activation](linear(x))
     flat = x.reshape(-1, x.shape[-1])  # (..., D_in) -> (N, D_in)
@@ -200,8 +207,7 @@ def project_qkv(
     if spare_rows:
         qkv = _linear_into_rows(x, cached[1], cached[2], spare_rows)  # (N, 3D), zeros after it
     else:
-        qkv = _onednn_linear(x, cached[1], cached[2])  # (..., D) -> (..., 3D)
-        qkv = F.linear(x, cached[1], cached[2]) if qkv is None else qkv
+        qkv = _linear(x, cached[1], cached[2])  # (..., D) -> (..., 3D)
     q, k, v = qkv.split(attn.d_model, dim=-1)  # (..., 3D) -> 3 x (..., D)
     return q, k, v
 
