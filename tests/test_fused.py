@@ -33,6 +33,7 @@ def test_the_pinned_torch_has_the_fused_operators():
     # plain one; this test says so instead.
     assert fused._ADDMM_ACTIVATION is torch._addmm_activation
     assert fused._LINEAR_POINTWISE is torch.ops.mkldnn._linear_pointwise
+    assert fused._LAY_OUT is torch.ops.mkldnn._reorder_linear_weight
     assert (torch.bfloat16 in fused._ONEDNN_DTYPES) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
@@ -95,6 +96,68 @@ def test_onednn_linears_serve_only_low_precision_without_autograd(monkeypatch):
         assert operator_calls(lambda: fused.linear(x16, low), [ONEDNN]) == {}
         assert torch.equal(fused.linear(x16, low), low(x16))
         assert "aten::_addmm_activation" in _operators(lambda: fused.linear_activation(x16, low, "gelu"))
+
+
+LAY_OUT = "mkldnn::_reorder_linear_weight"
+
+
+@needs_onednn_bf16
+def test_each_weight_is_laid_out_once_and_again_after_every_change():
+    """oneDNN's layout of a weight is made on the first call and reused; a write in place, a
+    copied state dict, a new tensor or a new dtype makes a new one, so no call reads a stale
+    layout: every result stays that of the module as it is now."""
+    torch.manual_seed(4)
+    layer = nn.Linear(32, 48).to(torch.bfloat16)
+    x = torch.randn(7, 32, dtype=torch.bfloat16)
+
+    def layouts_and_check(calls: int = 1) -> int:
+        """How many layouts ``calls`` calls of fused.linear made; each call's result is checked."""
+        def run() -> None:
+            for _ in range(calls):
+                torch.testing.assert_close(fused.linear(x, layer), layer(x), atol=0.05, rtol=0.02)
+        with torch.no_grad():
+            return operator_calls(run, [LAY_OUT]).get(LAY_OUT, 0)
+
+    assert layouts_and_check(calls=3) == 1  # laid out once, read three times
+    assert layouts_and_check() == 0
+    with torch.no_grad():
+        layer.weight.mul_(-2.0)  # written in place, as an optimizer step writes it
+    assert layouts_and_check(calls=2) == 1
+    layer.load_state_dict(nn.Linear(32, 48).to(torch.bfloat16).state_dict())  # copied in place
+    assert layouts_and_check() == 1
+    layer.weight = nn.Parameter(torch.randn(48, 32, dtype=torch.bfloat16))  # a new tensor
+    assert layouts_and_check() == 1
+    if torch.float16 in fused._ONEDNN_DTYPES:
+        layer.half()  # the same parameter, new memory of another dtype
+        x = x.half()
+        assert layouts_and_check() == 1
+
+
+@needs_onednn_bf16
+def test_a_layout_is_freed_with_its_weight_and_none_is_kept_for_inference_tensors():
+    import gc
+
+    torch.manual_seed(5)
+    x = torch.randn(4, 16, dtype=torch.bfloat16)
+    layer = nn.Linear(16, 8).to(torch.bfloat16)
+    with torch.no_grad():
+        fused.linear(x, layer)
+    assert layer.weight in fused._LAID_OUT
+    kept = len(fused._LAID_OUT)
+    del layer
+    gc.collect()
+    assert len(fused._LAID_OUT) == kept - 1
+    with torch.inference_mode():  # an inference tensor counts no writes: no layout is kept
+        frozen = nn.Linear(16, 8).to(torch.bfloat16)
+        calls = operator_calls(lambda: fused.linear(x, frozen), [ONEDNN, LAY_OUT])
+        torch.testing.assert_close(fused.linear(x, frozen), frozen(x), atol=0.05, rtol=0.02)
+    assert calls == {ONEDNN: 1} and frozen.weight not in fused._LAID_OUT
+    attn = MultiHeadAttention(d_model=16, num_heads=2).to(torch.bfloat16)
+    with torch.inference_mode():  # the stacked Q, K, V weight is built as a normal tensor
+        fused.project_qkv(attn, x)
+        assert operator_calls(lambda: fused.project_qkv(attn, x), [ONEDNN, LAY_OUT]) == {ONEDNN: 1}
+    stacked = attn._stacked_qkv[1]
+    assert not stacked.is_inference() and stacked in fused._LAID_OUT
 
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
