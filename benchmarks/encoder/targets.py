@@ -96,9 +96,9 @@ def targets(report: Report, quick: bool, features: list[str]) -> tuple[list[str]
     bf16_reason = (
         f"bfloat16 matmuls run on this CPU's {bf16_units} in oneDNN for torch and ours (our "
         f"padding-free path calls oneDNN's linear layer, which adds the bias and applies GELU as it "
-        f"writes the product, on weights laid out once for it); at {100 * bf16_share:.0f} % of our bfloat16 forward the matmuls are "
-        f"not the whole difference: the rest (layer norms, adds, conversions, our gather and "
-        f"scatter) is")
+        f"writes the product, on weights laid out once for it); at {100 * bf16_share:.0f} % of our "
+        f"bfloat16 forward the matmuls are not the whole difference: the rest (layer norms, adds, "
+        f"conversions, our gather and scatter) is")
     checks = [
         # --- eval, float32, against torch as its users run it
         ("padding-free encoder <= 0.80 x torch.nn.TransformerEncoder (defaults: nested tensors), "

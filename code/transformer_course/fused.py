@@ -22,7 +22,8 @@ fast path of ``torch.nn.TransformerEncoder`` runs the first two:
   product to it: one more pass over the output, and one more rounding to bfloat16. oneDNN's
   kernels read a weight in a blocked layout of their own; given a plain weight, the operator
   lays it out again on every call. Each weight is laid out once (:func:`_laid_out`) and kept
-  until it changes, as ``torch.compile`` does for a frozen model.
+  until it changes, as ``torch.compile`` does for a frozen model: a second copy of the
+  low-precision weights, freed with them.
 - :func:`bucket_rows`: on the CPU, oneDNN, which runs the bfloat16 and float16 matmuls, builds a
   kernel for every matrix shape it meets, and the packed row count N changes with every batch.
   Zero rows that round N up to a multiple of :data:`ROW_BUCKET` (64) let batches share shapes,
