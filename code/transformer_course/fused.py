@@ -91,6 +91,13 @@ _LAYOUT_ROWS = 512
 _LAID_OUT: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
+def _state(t: torch.Tensor) -> tuple:
+    """What ``t`` holds now, as far as a tensor made from it can tell: its memory, its count of
+    writes in place (an optimizer step, ``load_state_dict``), its dtype and device. A tensor made
+    from ``t`` is stale once this differs (not for inference tensors, which count no writes)."""
+    return t.data_ptr(), t._version, t.dtype, t.device
+
+
 def _laid_out(weight: torch.Tensor) -> torch.Tensor:
     """``weight`` (D_out, D_in) in oneDNN's layout for its linear layer, made on the first call and
     again after any change (new memory, a new dtype, or a write in place, as an optimizer step or
@@ -98,7 +105,7 @@ def _laid_out(weight: torch.Tensor) -> torch.Tensor:
     inference tensor, which keeps no count of writes to tell a change by."""
     if _LAY_OUT is None or weight.is_inference():
         return weight
-    state = (weight.data_ptr(), weight._version, weight.dtype)
+    state = _state(weight)
     cached = _LAID_OUT.get(weight)
     if cached is None or cached[0] != state:
         cached = _LAID_OUT[weight] = (state, _LAY_OUT(weight.detach(), _LAYOUT_ROWS))
@@ -230,8 +237,7 @@ def project_qkv(
     tensors = [t for proj in projections for t in (proj.weight, proj.bias) if t is not None]
     if _records_grad(x, *projections) or any(t.is_inference() for t in tensors):
         return attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
-    # Which tensors, and how often each was written to in place: a change makes a new stack.
-    key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    key = tuple(_state(t) for t in tensors)  # a change to any makes a new stack
     cached = getattr(attn, "_stacked_qkv", None)
     if cached is None or cached[0] != key:
         # A normal tensor even under inference_mode, so that _laid_out can keep its layout.
