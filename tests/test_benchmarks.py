@@ -131,6 +131,47 @@ def test_torch_default_like_uses_nested_tensors_with_the_same_weights(models, me
         assert not measure.uses_nested_tensors(lambda: padded(x, src_key_padding_mask=ignore))
 
 
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_the_floors_run_the_kernels_of_the_real_tokens_and_the_eager_floor_the_operators_around_them(
+        bench_modules, activation):
+    """The bare kernels: each layer's four matmuls on the N real tokens and one attention call per
+    run of equal rows, nothing else; the eager floor adds each bias, the activation, both residual
+    adds and both layer norms, one operator each."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from transformer_course.packing import Packing
+
+    floor = bench_modules("floor")
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation=activation, batch_first=True)
+    encoder = Encoder.from_torch(nn.TransformerEncoder(layer, 3, enable_nested_tensor=False)).eval()
+    packing = Packing.from_mask(torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]]))  # 2 runs, N = 8
+    forwards = floor.floor_forwards(encoder, packing)
+    assert set(forwards) == {floor.BARE, floor.EAGER_FLOOR}
+    counts = {}
+    for name, fn in forwards.items():
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        counts[name] = {e.key: e.count for e in prof.key_averages()}
+    bare, eager = counts[floor.BARE], counts[floor.EAGER_FLOOR]
+    assert bare["aten::mm"] == eager["aten::mm"] == 3 * 4  # Q, K, V as one; output; linear1; linear2
+    assert bare["aten::scaled_dot_product_attention"] == eager["aten::scaled_dot_product_attention"] == 3 * 2
+    for op in ("aten::add_", "aten::layer_norm", f"aten::{activation}_", "aten::addmm", "aten::copy_"):
+        assert op not in bare, op
+    assert eager["aten::add_"] == 3 * 6  # four biases, two residuals
+    assert eager["aten::layer_norm"] == 3 * 2 and eager[f"aten::{activation}_"] == 3
+    shapes = {(e.key, str(e.input_shapes[0])) for e in profile_shapes(forwards[floor.BARE])}
+    assert ("aten::mm", "[8, 16]") in shapes and ("aten::mm", "[8, 32]") in shapes  # the N = 8 real tokens
+
+
+def profile_shapes(fn):
+    """The profiled events of one call of ``fn`` without gradients, with their input shapes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    return [e for e in prof.events() if e.input_shapes]
+
+
 def test_varied_padding_mask_pads_rows_from_none_to_half(models):
     mask = models.varied_padding_mask(8, 128, torch.device("cpu"))
     real = mask.sum(dim=1).tolist()
@@ -185,6 +226,8 @@ def test_timings_keep_each_rounds_ratio_and_the_median_ratio_lies_within_them(me
     assert r.values["ours/theirs"] == 1.0 and r.spreads["ours/theirs"] == [0.5, 2.0]
     r.ratio("plain", {"ours": 1.0, "theirs": 4.0}, "ours", "theirs")  # no rounds kept: no spread
     assert r.values["plain"] == 0.25 and "plain" not in r.spreads
+    fewer = times.without("theirs")  # timed in the same rounds, shown without one of them
+    assert fewer == {"ours": 2.0} and fewer.rounds == {"ours": [1.0, 4.0, 2.0]}
 
 
 def test_a_target_shows_its_rounds_and_whether_they_straddle_the_bound(bench_modules):
@@ -210,19 +253,18 @@ def test_parse_number_keeps_labels(report):
     assert report.parse_number("ours, fused attention") == "ours, fused attention"
 
 
-@pytest.mark.slow  # runs the whole benchmark script once, quickly
 def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_modules):
-    """The quarter-padding and the varied-padding targets each quote their own case's times, and
-    the varied one names the attention calls its row lengths cost."""
+    """The quarter-padding and the varied-padding targets each quote their own case's times and
+    floors, and the varied one names the attention calls its row lengths cost."""
     report_module, targets_module = bench_modules("report"), bench_modules("targets")
-    values = {"matmul GFLOP/s": 400.0, "linear vs matmul": 0.8}
-    for case, torch_ms, ours_ms, padded_ms, calls in (("eval", 81.7, 67.5, 105.4, 1),
-                                                      ("eval varied", 87.6, 71.3, 107.1, 8)):
+    values = {}
+    for case, torch_ms, ours_ms, padded_ms, calls, bare_ms, floor_ms in (
+            ("eval", 81.7, 67.5, 105.4, 1, 58.0, 66.0), ("eval varied", 87.6, 71.3, 107.1, 8, 60.0, 68.0)):
         values |= {f"{case} torch ms": torch_ms, f"{case} packed ours ms": ours_ms,
                    f"{case} packed ours/torch": ours_ms / torch_ms, f"{case} torch padded ms": padded_ms,
-                   f"{case} real tokens": 768, f"{case} real share": 0.75, f"{case} real flops": 20e9,
-                   f"{case} real linear flops": 16e9,
-                   f"{case} attention calls": calls}
+                   f"{case} real tokens": 768, f"{case} real share": 0.75, f"{case} attention calls": calls,
+                   f"{case} bare kernels ms": bare_ms, f"{case} bare kernels/torch": bare_ms / torch_ms,
+                   f"{case} eager floor ms": floor_ms, f"{case} eager floor/torch": floor_ms / torch_ms}
     lines, records = targets_module.targets(report_module.Report(lines=[], values=values), False, ["AVX-512"])
     reasons = {record["target"]: record["reason"] for record in records if record["verdict"] == "MISS"}
     quarter = next(reason for target, reason in reasons.items() if "a quarter of every row padded" in target
@@ -235,10 +277,21 @@ def test_each_padded_batch_target_gives_its_own_reason_in_its_own_numbers(bench_
     assert "8 calls per layer against 1 for a quarter padding" in varied
     assert "768 real tokens (a quarter padding: 768)" in varied
     assert "it took 71.3 ms against 67.5 ms" in varied
-    assert "take 50.0 ms" in quarter  # 20 GFLOP at 400 GFLOP/s: the real tokens' matmul floor
-    assert "their linear layers 50.0 ms at the 80 %" in quarter  # 16 GFLOP at 0.8 x 400 GFLOP/s
-    assert "would leave 15.4 ms" in quarter and "they take 17.5 ms here" in quarter
+    assert "0.80 x torch is 65.4 ms" in quarter
+    assert "the bare kernels (each layer's matmuls without their bias, and attention) took 58.0 ms" in quarter
+    assert "took 58.0 ms (0.71 x torch)" in quarter
+    # 66.0 ms is 0.81 x torch: above the bound, so no eager code reaches it
+    assert "(each bias, GELU, residual add and layer norm one operator) 66.0 ms (0.81 x torch)" in quarter
+    assert "no eager code reaches 0.80 x torch on this CPU" in quarter
+    # 68.0 ms is 0.78 x torch: below the bound, so the reason says how far above it ours is
+    assert "68.0 ms (0.78 x torch); ours spends 3.3 ms above that floor" in varied
+    assert "no eager code" not in varied
     assert any(line.startswith("- MISS padding-free encoder <= 0.80") for line in lines)
+
+
+def test_a_reason_says_so_when_the_floors_were_not_timed(bench_modules):
+    targets_module = bench_modules("targets")
+    assert targets_module.floor_clause({}, "eval", 60.0, 0.8) == "the floors were not timed"
 
 
 def test_a_value_that_rounds_to_its_bound_is_shown_with_one_more_digit(bench_modules):
@@ -317,7 +370,12 @@ def test_quick_run_writes_every_section_the_targets_and_the_json(tmp_path):
     assert isinstance(row["ms"], float) and row["ms"] > 0 and isinstance(row["ratio"], float)
     assert all(isinstance(row["T"], float) for row in data["tables"]["sweep"])
     assert all(data["spreads"][key][0] <= data["values"][key] <= data["spreads"][key][1]
-               for key in ("eval packed ours/torch", "eval unpadded packed ours/torch", "train ours/torch"))
+               for key in ("eval packed ours/torch", "eval unpadded packed ours/torch", "train ours/torch",
+                           "eval bare kernels/torch", "eval varied eager floor/torch"))
+    for case in ("eval", "eval varied", "eval unpadded"):  # the floors: timed, in no table
+        assert data["values"][f"{case} bare kernels ms"] > 0 and data["values"][f"{case} eager floor ms"] > 0
+    shown = {row["implementation"] for row in data["tables"]["random_weights"]}
+    assert not shown & {"bare kernels", "eager floor"}
     own, padded = data["tables"]["padded_keys"]  # labelled rows, not cells parsed to numbers
     assert (own["keys"], own["masked keys"], own["ratio"]) == ("own keys", 0, 1.0)
     assert padded["keys"] == "padded keys" and padded["keys per row"] % 16 == 0

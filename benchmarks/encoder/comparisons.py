@@ -13,6 +13,7 @@ from transformer_course.attention import to_torch_key_padding_mask
 from transformer_course.packing import Packing
 from transformer_course.profiling import fused_attention_kernels
 
+from .floor import BARE, EAGER_FLOOR, floor_forwards
 from .measure import (
     compare,
     counted_flops,
@@ -68,7 +69,7 @@ def random_weights_section(
         }
         if with_explicit:
             impls[EXPLICIT] = lambda: explicit(x, mask, return_attention=True)[0]
-        return impls
+        return impls | floor_forwards(packed, Packing.from_mask(mask))  # the floors: not in the table
 
     models = (theirs, theirs_padded, fused, packed, explicit)
     for model in models:
@@ -79,6 +80,8 @@ def random_weights_section(
             reference = impls[TORCH]()
             valid = m[:, :, None].expand_as(reference)  # torch's nested path zeroes padded outputs
             for name, fn in impls.items():
+                if name in (BARE, EAGER_FLOOR):  # compute nothing to compare
+                    continue
                 diff = max_difference(fn()[valid], reference[valid])
                 assert diff < 1e-3, f"{name} differs from torch by {diff}"
         fast_path = uses_torch_fast_path(quarter[TORCH_PADDED])
@@ -88,8 +91,9 @@ def random_weights_section(
         mixed_times = compare(mixed, args.warmup, args.repeats, args.min_run_time)
         # Without padding: no mask at all, torch's fast path and ours as a user calls them (the
         # padding-free path packs nothing then, but runs its fused kernels).
+        floors = floor_forwards(packed, Packing.unpadded(*x.shape[:2]))
         unpadded = compare({TORCH: lambda: theirs(x), PACKED: lambda: packed(x, padding_free=True),
-                            FUSED: lambda: fused(x)}, args.warmup, args.repeats, args.min_run_time)
+                            FUSED: lambda: fused(x), **floors}, args.warmup, args.repeats, args.min_run_time)
     for model in models:
         model.train()
     train_fns = {name: (model, quarter[name])
@@ -114,9 +118,19 @@ def random_weights_section(
         f"in all). Eval runs under `torch.inference_mode()`; torch's fast path "
         f"(`_transformer_encoder_layer_fwd`) {'ran' if fast_path else 'did NOT run'}; our fused "
         f"attention ran `{', '.join(kernels)}`. Training step (a quarter padding): forward, "
-        f"backward, AdamW; torch's encoder takes no fast path in training.",
+        f"backward, AdamW; torch's encoder takes no fast path in training. Timed in the same "
+        f"rounds of each eval case but not shown: the floors under the padding-free path "
+        f"(`encoder.floor`: its bare kernels, and the least eager code around them), which the "
+        f"targets quote.",
         "",
     ]
+    # The floors under our padding-free path, timed in the same rounds (targets' reasons)
+    for case, timings in (("eval", eval_times), ("eval varied", mixed_times), ("eval unpadded", unpadded)):
+        for name, key in ((BARE, "bare kernels"), (EAGER_FLOOR, "eager floor")):
+            report.ratio(f"{case} {key}/torch", timings, name, TORCH)
+            report.values[f"{case} {key} ms"] = timings[name] * 1e3
+    eval_times, mixed_times, unpadded = (t.without(BARE, EAGER_FLOOR)
+                                         for t in (eval_times, mixed_times, unpadded))
     report.timing_table("random_weights", [("eval forward", eval_times),
                                            ("eval forward, rows padded 0-50 %", mixed_times),
                                            ("eval forward, no padding", unpadded),

@@ -96,6 +96,10 @@ class Timings(dict):
         ratios = [a / b for a, b in zip(self.rounds[ours], self.rounds[reference], strict=True)]
         return [min(ratios), max(ratios)]
 
+    def without(self, *names: str) -> Timings:
+        """These timings less ``names`` (timed in the same rounds for another use than a table)."""
+        return Timings({name: times for name, times in self.rounds.items() if name not in names})
+
 
 def compare(
     fns: dict[str, Callable[[], object]], warmup: int, rounds: int, min_run_time: float = 0.05
