@@ -133,12 +133,13 @@ def test_torch_default_like_uses_nested_tensors_with_the_same_weights(models, me
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 def test_the_floors_run_the_kernels_of_the_real_tokens_and_the_eager_floor_the_operators_around_them(
-        bench_modules, activation):
+        bench_modules, activation, monkeypatch):
     """The bare kernels: each layer's four matmuls on the N real tokens and one attention call per
-    run of equal rows, nothing else; the eager floor adds each bias, the activation, both residual
-    adds and both layer norms, one operator each."""
+    run of equal rows, on the keys ours reads, nothing else; the eager floor adds each bias, the
+    activation, both residual adds and both layer norms, one operator each."""
     from torch.profiler import ProfilerActivity, profile
 
+    from transformer_course import fused
     from transformer_course.packing import Packing
 
     floor = bench_modules("floor")
@@ -147,11 +148,15 @@ def test_the_floors_run_the_kernels_of_the_real_tokens_and_the_eager_floor_the_o
     packing = Packing.from_mask(torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]]))  # 2 runs, N = 8
     forwards = floor.floor_forwards(encoder, packing)
     assert set(forwards) == {floor.BARE, floor.EAGER_FLOOR}
-    counts = {}
+    counts, read_on = {}, []
+    original = fused.padded_keys
+    monkeypatch.setattr(fused, "padded_keys", lambda *args: read_on.append(original(*args)) or read_on[-1])
     for name, fn in forwards.items():
         with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
             fn()
         counts[name] = {e.key: e.count for e in prof.key_averages()}
+    # Rows of 3 and 2 tokens: every run reads its keys on to 16, masked, as ours does
+    assert len(read_on) == 2 * 3 * 2 and all(keys is not None and keys[0].shape[2] == 16 for keys in read_on)
     bare, eager = counts[floor.BARE], counts[floor.EAGER_FLOOR]
     assert bare["aten::mm"] == eager["aten::mm"] == 3 * 4  # Q, K, V as one; output; linear1; linear2
     assert bare["aten::scaled_dot_product_attention"] == eager["aten::scaled_dot_product_attention"] == 3 * 2

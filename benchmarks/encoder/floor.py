@@ -2,8 +2,9 @@
 encoder and ours, so that a missed target says how far below us the floor is.
 
 - *bare kernels*: per layer, the real tokens' four matmuls (Q, K, V as one) without their bias,
-  and one attention call per run of rows of one length; nothing else, not even the copy that
-  gathers attention's output into one matrix.
+  and one attention call per run of rows of one length, on the keys ours reads
+  (``fused.padded_keys``); nothing else, not even the copy that gathers attention's output
+  into one matrix.
 - *eager floor*: the same kernels with the least that eager PyTorch runs around them: each bias,
   the activation, both residual adds and both layer norms as one operator each, in place where
   PyTorch has one.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from transformer_course import fused
 from transformer_course.encoder import Encoder
 from transformer_course.packing import Packing
 
@@ -45,7 +47,8 @@ def floor_forwards(encoder: Encoder, packing: Packing) -> dict[str, Callable[[],
     activation = _IN_PLACE_ACTIVATIONS[first.feed_forward.activation_name]
     N = sum(packing.lengths)
     x = torch.randn(N, D, dtype=weight.dtype, device=weight.device)
-    qkv, context, y, hidden = (x.new_zeros(N, width) for width in (3 * D, D, D, d_ff))
+    context, y, hidden = (x.new_zeros(N, width) for width in (D, D, d_ff))
+    qkv = x.new_zeros(N + fused.KEY_BLOCK - 1, 3 * D)[:N]  # spare rows that keys may be read on into
     layers = []
     for layer in encoder.layers:
         a, ff = layer.self_attn, layer.feed_forward
@@ -61,8 +64,10 @@ def floor_forwards(encoder: Encoder, packing: Packing) -> dict[str, Callable[[],
             q, k, v = qkv.split(D, dim=1)
             for start, rows, n in packing.runs:  # an (r, n) batch without padding per run
                 end = start + rows * n
-                heads = (t[start:end].view(rows, n, H, D // H).transpose(1, 2) for t in (q, k, v))
-                F.scaled_dot_product_attention(*heads)  # (r, H, n, D_h), gathered into `context` for free
+                q_r, *own = (t[start:end].view(rows, n, H, D // H).transpose(1, 2) for t in (q, k, v))
+                keys = fused.padded_keys(k, v, start, rows, n, H) or (*own, None)  # as ours reads them
+                # (r, H, n, D_h), gathered into `context` for free
+                F.scaled_dot_product_attention(q_r, keys[0], keys[1], attn_mask=keys[2])
             torch.mm(context, out_proj.weight.t(), out=y)  # (N, D) -> (N, D)
             if passes:
                 F.layer_norm(y.add_(out_proj.bias).add_(x), (D,), norm1.weight, norm1.bias, norm1.eps)
