@@ -3,7 +3,7 @@ encoder and ours, so that a missed target says how far below us the floor is.
 
 - *bare kernels*: per layer, the real tokens' four matmuls (Q, K, V as one) without their bias,
   and one attention call per run of rows of one length, on the keys ours reads
-  (``fused.padded_keys``); nothing else, not even the copy that gathers attention's output
+  (``fused.run_keys``); nothing else, not even the copy that gathers attention's output
   into one matrix.
 - *eager floor*: the same kernels with the least that eager PyTorch runs around them: each bias,
   the activation, both residual adds and both layer norms as one operator each, in place where
@@ -64,8 +64,8 @@ def floor_forwards(encoder: Encoder, packing: Packing) -> dict[str, Callable[[],
             q, k, v = qkv.split(D, dim=1)
             for start, rows, n in packing.runs:  # an (r, n) batch without padding per run
                 end = start + rows * n
-                q_r, *own = (t[start:end].view(rows, n, H, D // H).transpose(1, 2) for t in (q, k, v))
-                keys = fused.padded_keys(k, v, start, rows, n, H) or (*own, None)  # as ours reads them
+                q_r = q[start:end].view(rows, n, H, D // H).transpose(1, 2)
+                keys = fused.run_keys(k, v, start, rows, n, H)  # as ours reads them
                 # (r, H, n, D_h), gathered into `context` for free
                 F.scaled_dot_product_attention(q_r, keys[0], keys[1], attn_mask=keys[2])
             torch.mm(context, out_proj.weight.t(), out=y)  # (N, D) -> (N, D)

@@ -253,9 +253,7 @@ class MultiHeadAttention(nn.Module):
         for start, rows, length in packing.runs:  # rows of equal length: an (r, n) batch, no padding
             end = start + rows * length
             q_r = q[start:end].view(rows, length, H, D_h).transpose(1, 2)  # (r·n, D) -> (r, H, n, D_h)
-            keys = fused.padded_keys(k, v, start, rows, length, H)  # (r, H, L, D_h) x 2, (1, 1, 1, L)
-            if keys is None:  # each row's own n keys
-                keys = (*(t[start:end].view(rows, length, H, D_h).transpose(1, 2) for t in (k, v)), None)
+            keys = fused.run_keys(k, v, start, rows, length, H)  # (r, H, L, D_h) x 2, mask or None
             # Every query has a key (n ≥ 1): the kernel's result needs no fixing (fused_attention).
             out = F.scaled_dot_product_attention(q_r, *keys[:2], attn_mask=keys[2], dropout_p=dropout_p)
             context[start:end].view(rows, length, H, D_h).copy_(out.transpose(1, 2))  # heads side by side

@@ -48,7 +48,7 @@ from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = ["KEY_BLOCK", "ROW_BUCKET", "bucket_rows", "linear", "linear_activation", "padded_keys",
-           "project_qkv", "reads_keys_on"]
+           "project_qkv", "reads_keys_on", "run_keys"]
 
 # Key lengths that the CPU flash-attention kernel of torch 2.13 runs at full speed are multiples
 # of this (measured: 27 keys per row took 665 us, the same rows read on to 32 keys 362 us).
@@ -349,3 +349,32 @@ def padded_keys(
         views.append(t.as_strided((rows, num_heads, padded, D_h), (length * step, D_h, step, 1), first))
     mask = (torch.arange(padded, device=k.device) < length).view(1, 1, 1, padded)
     return views[0], views[1], mask
+
+
+def run_keys(
+    k: torch.Tensor, v: torch.Tensor, start: int, rows: int, length: int, num_heads: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The keys, values and key mask with which the padding-free path attends over ``rows`` rows
+    of ``length`` tokens from token ``start`` of the packed ``k`` and ``v``: read on to a multiple
+    of :data:`KEY_BLOCK` under a mask where :func:`padded_keys` applies, else each row's own
+    ``length`` keys and no mask.
+
+    Shape:
+        k, v (N, D), D = num_heads·D_h -> keys and values (rows, H, L, D_h), mask (1, 1, 1, L) or
+        None; L = ``length``, or ``padded_keys``' multiple of KEY_BLOCK
+
+    Examples:
+        >>> kv = torch.randn(2 * 5 + 11, 8)  # two rows of 5 tokens, 11 more rows after them
+        >>> keys, values, mask = run_keys(kv[:10], kv[:10], start=0, rows=2, length=5, num_heads=2)
+        >>> tuple(keys.shape), tuple(mask.shape)  # read on to 16 keys, 11 of them masked
+        ((2, 2, 16, 4), (1, 1, 1, 16))
+        >>> short = kv[:10].clone()  # nothing after the last row to read on into: its own keys
+        >>> keys, values, mask = run_keys(short, short, start=0, rows=2, length=5, num_heads=2)
+        >>> tuple(keys.shape), mask
+        ((2, 2, 5, 4), None)
+    """
+    keys = padded_keys(k, v, start, rows, length, num_heads)
+    if keys is not None:
+        return keys
+    end, D_h = start + rows * length, k.shape[1] // num_heads
+    return (*(t[start:end].view(rows, length, num_heads, D_h).transpose(1, 2) for t in (k, v)), None)
